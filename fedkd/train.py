@@ -1,0 +1,99 @@
+"""Supervised training and evaluation of a classifier on in-memory tensors.
+
+Everything runs on the device the model and tensors already live on. The only randomness a training run
+draws is from the ``generator`` it is given (batch order, augmentation shifts), so the same generator
+seed gives bit-identical weights on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedkd.errors import ConfigError, DataError
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.9 (the usual choice for small CNNs)."""
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own integer offset in [-max_shift, max_shift] along both axes.
+
+    Borders are filled by replicating the edge pixels (the background in digit images), so no value
+    outside the image's own range appears.
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator, device=generator.device).to(x.device)
+    rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(-1, x.shape[1], -1, w + 2 * max_shift)
+    picked_rows = padded.gather(2, rows)
+    cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(-1, x.shape[1], h, -1)
+    return picked_rows.gather(3, cols)
+
+
+def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
+                     generator: torch.Generator, optimizer: str = "adam", weight_decay: float = 0.0,
+                     augment: bool = False, max_shift: int = 2) -> float:
+    """Minimise cross-entropy over ``epochs`` passes in shuffled mini-batches; returns the last epoch's mean loss.
+
+    ``augment`` shifts every image by up to ``max_shift`` pixels (see ``random_shift``). The model is left in
+    train mode.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if not lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {lr}")
+    if len(x) == 0 or len(x) != len(y):
+        raise DataError(f"training needs as many labels as images and at least one of each, got {len(x)} and {len(y)}")
+    device = _device_of(model)
+    opt = make_optimizer(model, optimizer, lr, weight_decay)
+    model.train()
+    epoch_loss = torch.zeros((), device=device)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
+        epoch_loss = torch.zeros((), device=device)
+        for start in range(0, len(x), batch_size):
+            idx = order[start:start + batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment:
+                xb = random_shift(xb, max_shift, generator)
+            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            epoch_loss += loss.detach() * len(idx)
+    return float(epoch_loss) / len(x)
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Logits for ``x`` in eval mode without gradients, on the model's device; the model's mode is restored."""
+    was_training = model.training
+    device = _device_of(model)
+    model.eval()
+    try:
+        with torch.no_grad():
+            return torch.cat([model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of ``x`` whose arg-max logit equals ``y``."""
+    if len(x) == 0:
+        raise DataError("cannot measure accuracy on an empty set")
+    logits = predict_logits(model, x, batch_size)
+    return float((logits.argmax(1) == y.to(logits.device)).float().mean())
