@@ -1,0 +1,26 @@
+"""Label aggregators with one interface (see :class:`Aggregator`): majority vote, Dawid-Skene, BILA.
+
+``build_aggregator(name, n_classes, seed=...)`` makes one by its registered name, which is what
+configs, the CLI and federated clients use.
+"""
+
+from __future__ import annotations
+
+from fedkd.aggregation.base import Aggregator, EncodedChunk
+from fedkd.aggregation.majority_vote import MajorityVote
+from fedkd.errors import ConfigError
+
+AGGREGATORS: dict[str, type[Aggregator]] = {
+    "mv": MajorityVote,
+    "majority_vote": MajorityVote,
+}
+
+
+def build_aggregator(name: str, n_classes: int, seed: int = 0, **kwargs) -> Aggregator:
+    """The aggregator registered as ``name``, for ``n_classes`` classes, seeded with ``seed``."""
+    if name not in AGGREGATORS:
+        raise ConfigError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
+    return AGGREGATORS[name](n_classes=n_classes, seed=seed, **kwargs)
+
+
+__all__ = ["AGGREGATORS", "Aggregator", "EncodedChunk", "MajorityVote", "build_aggregator"]
