@@ -1,0 +1,35 @@
+"""The message protocol between fedkd's server strategies and its ClientApp.
+
+Every instruction carries the run's resolved config as JSON, so a node needs no files of its own: it
+rebuilds its data, labels and model from the config and its ``partition-id``. Keys are named here once.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from flwr.app import ConfigRecord
+
+from fedkd.config import ExperimentConfig, load_config
+
+ARRAYS = "arrays"
+METRICS = "metrics"
+CONFIG = "config"
+CONFIG_JSON = "fedkd-config"
+ROUND = "server-round"
+PARTITION = "partition-id"
+NUM_EXAMPLES = "num-examples"
+
+
+def instruction_config(cfg: ExperimentConfig, server_round: int) -> ConfigRecord:
+    return ConfigRecord({CONFIG_JSON: json.dumps(cfg.to_dict(), sort_keys=True), ROUND: server_round})
+
+
+def read_instruction_config(record: ConfigRecord) -> tuple[ExperimentConfig, int]:
+    return _decode(str(record[CONFIG_JSON])), int(record[ROUND])
+
+
+@lru_cache(maxsize=8)
+def _decode(text: str) -> ExperimentConfig:
+    return load_config(json.loads(text))

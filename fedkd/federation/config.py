@@ -1,0 +1,85 @@
+"""Config sections of a federated experiment (``[federation]``, ``[crowd]``, ``[client]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fedkd.errors import ConfigError
+
+
+@dataclass
+class FederationSection:
+    """How the data is split over clients and how the server runs rounds."""
+
+    strategy: str = "fedavg"
+    num_clients: int = 10
+    num_rounds: int = 5
+    partition: Literal["iid", "dirichlet", "shards"] = "dirichlet"
+    alpha: float = 0.5
+    shards_per_client: int = 2
+    min_partition_size: int = 20
+    fraction_train: float = 1.0
+    round_timeout: float = 600.0
+    client_cpus: float = 1.0
+    client_gpus: float = 0.0
+
+    def validate(self) -> None:
+        if self.num_clients < 1:
+            raise ConfigError(f"federation.num_clients must be >= 1, got {self.num_clients}")
+        if self.num_rounds < 1:
+            raise ConfigError(f"federation.num_rounds must be >= 1, got {self.num_rounds}")
+        if self.alpha <= 0:
+            raise ConfigError(f"federation.alpha must be > 0, got {self.alpha}")
+        if not 0.0 < self.fraction_train <= 1.0:
+            raise ConfigError(f"federation.fraction_train must be in (0, 1], got {self.fraction_train}")
+        if self.client_cpus <= 0 or self.client_gpus < 0:
+            raise ConfigError(
+                f"federation.client_cpus must be > 0 and client_gpus >= 0, got {self.client_cpus}, {self.client_gpus}"
+            )
+
+
+@dataclass
+class CrowdSection:
+    """The simulated annotators of each client and how their labels arrive over rounds.
+
+    ``noise`` is the range of each annotator's wrong-label rate (one rate drawn per annotator);
+    ``chunks`` is the number of rounds over which a client's items arrive with their labels.
+    """
+
+    annotators_per_client: int = 5
+    labels_per_item: int = 3
+    noise_kind: Literal["uniform", "pair_flip", "hammer_spammer", "class_dependent"] = "uniform"
+    noise: tuple[float, float] = (0.3, 0.4)
+    chunks: int = 3
+
+    def validate(self) -> None:
+        if not 1 <= self.labels_per_item <= self.annotators_per_client:
+            raise ConfigError(
+                f"crowd.labels_per_item must be in 1..annotators_per_client={self.annotators_per_client}, "
+                f"got {self.labels_per_item}"
+            )
+        lo, hi = self.noise
+        if not 0.0 <= lo <= hi < 1.0:
+            raise ConfigError(f"crowd.noise must be [lo, hi] with 0 <= lo <= hi < 1, got {list(self.noise)}")
+        if self.chunks < 1:
+            raise ConfigError(f"crowd.chunks must be >= 1, got {self.chunks}")
+
+
+@dataclass
+class ClientSection:
+    """What a client does with its labels: how it aggregates them and trains its local model."""
+
+    model: str = "lenet5"
+    aggregator: str = "mv"
+    local_epochs: int = 2
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: Literal["adam", "sgd"] = "adam"
+
+    def validate(self) -> None:
+        if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(
+                f"client.local_epochs and client.batch_size must be >= 1 and client.lr > 0, "
+                f"got {self.local_epochs}, {self.batch_size}, {self.lr}"
+            )

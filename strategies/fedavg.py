@@ -1,0 +1,64 @@
+"""FedAvg: the reference strategy, Flower's own ``FedAvg`` driven one round at a time.
+
+Flower's strategy picks the nodes and averages weights by example count; fedkd sorts the replies by
+partition id before averaging, because a float sum depends on its order and Ray returns replies in
+whatever order clients finish — without the sort, two runs with the same seed would differ in the last bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
+
+from clients.protocol import ARRAYS, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
+from fedkd.config import ExperimentConfig
+from strategies.base import FederatedStrategy, RoundOutcome
+
+
+class _OrderedFedAvg(FlowerFedAvg):
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        return super().aggregate_train(server_round, sorted(replies, key=_reply_order))
+
+
+def _reply_order(msg: Message) -> tuple[int, int]:
+    if msg.has_content() and METRICS in msg.content:
+        return (0, int(msg.content[METRICS][PARTITION]))
+    return (1, msg.metadata.src_node_id)
+
+
+class FedAvg(FederatedStrategy):
+    """Weighted averaging of the clients' locally trained weights (McMahan et al., 2017)."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        super().__init__(cfg)
+        fed = cfg.federation
+        self.flower = _OrderedFedAvg(
+            fraction_train=fed.fraction_train,
+            fraction_evaluate=0.0,
+            min_train_nodes=1,
+            min_available_nodes=fed.num_clients,
+            weighted_by_key=NUM_EXAMPLES,
+            arrayrecord_key=ARRAYS,
+        )
+
+    def run_round(self, grid: Grid, server_round: int, weights: dict[str, torch.Tensor]) -> RoundOutcome:
+        messages = self.flower.configure_train(
+            server_round, ArrayRecord.from_torch_state_dict(weights), instruction_config(self.cfg, server_round), grid
+        )
+        replies = list(grid.send_and_receive(messages, timeout=self.cfg.federation.round_timeout))
+        arrays, _ = self.flower.aggregate_train(server_round, replies)
+        client_metrics = {
+            int(m.content[METRICS][PARTITION]): {
+                k: float(v) for k, v in m.content[METRICS].items() if k not in (PARTITION, NUM_EXAMPLES)
+            }
+            for m in sorted(replies, key=_reply_order)
+            if m.has_content()
+        }
+        new_weights = arrays.to_torch_state_dict() if arrays is not None else weights
+        return RoundOutcome(weights=new_weights, client_metrics=client_metrics)
