@@ -36,13 +36,13 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     Borders are filled by replicating the edge pixels (the background in digit images), so no value
     outside the image's own range appears.
     """
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, mode="replicate")
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator, device=generator.device).to(x.device)
-    rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(-1, x.shape[1], -1, w + 2 * max_shift)
-    picked_rows = padded.gather(2, rows)
-    cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(-1, x.shape[1], h, -1)
-    return picked_rows.gather(3, cols)
+    rows = offsets[0][:, None] + torch.arange(h, device=x.device)  # (n, h): padded rows each image keeps
+    cols = offsets[1][:, None] + torch.arange(w, device=x.device)  # (n, w): padded columns each image keeps
+    kept_rows = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * max_shift))
+    return kept_rows.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,

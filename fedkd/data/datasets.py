@@ -44,7 +44,8 @@ class ImageDataset:
         if self.x.shape[2] != self.x.shape[3]:
             raise DataError(f"dataset {self.name!r}: images must be square, got H x W = {self.x.shape[2]} x {self.x.shape[3]}")
         if self.y.shape != (len(self.x),) or self.y.dtype != np.int64:
-            raise DataError(f"dataset {self.name!r}: labels must be int64 shaped ({len(self.x)},), got {self.y.dtype} {self.y.shape}")
+            raise DataError(f"dataset {self.name!r}: labels must be int64 shaped ({len(self.x)},), "
+                            f"got {self.y.dtype} {self.y.shape}")
         if len(self.y) and (self.y.min() < 0 or self.y.max() >= self.n_classes):
             raise DataError(f"dataset {self.name!r}: labels must lie in 0..{self.n_classes - 1}, "
                             f"got {self.y.min()}..{self.y.max()}")

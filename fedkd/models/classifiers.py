@@ -17,7 +17,7 @@ from fedkd.errors import ConfigError
 
 
 class Classifier(nn.Module):
-    """A feature extractor plus a linear head; subclasses build ``body`` and set ``feature_dim``."""
+    """A feature extractor ``body`` (images -> (B, feature_dim)) plus a linear ``head`` to the logits."""
 
     feature_dim: int
 
