@@ -13,7 +13,7 @@ import dataclasses
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -52,6 +52,9 @@ class DataSection:
     test_fraction: float = 0.2
 
     def validate(self) -> None:
+        from fedkd.data import DATASETS
+
+        require_choice("data.dataset", self.dataset, DATASETS)
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
 
@@ -95,6 +98,13 @@ class ExperimentConfig:
     def replace(self, overrides: Mapping[str, Any] | list[str]) -> ExperimentConfig:
         """A new validated config with ``{"a.b": value}`` or ``["a.b=value"]`` overrides applied."""
         return load_config(self.to_dict(), overrides)
+
+
+def require_choice(key: str, value: str, allowed: Iterable[str]) -> None:
+    """Raise a ConfigError naming ``key`` unless ``value`` is one of ``allowed`` (a registry's names)."""
+    allowed = sorted(allowed)
+    if value not in allowed:
+        raise ConfigError(f"{key} = {value!r} is not registered; choose one of {allowed}")
 
 
 def experiment_kinds() -> dict[str, str]:

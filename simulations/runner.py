@@ -14,6 +14,7 @@ from flwr.simulation import run_simulation
 from clients.app import app as client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection
+from fedkd.federation.data import train_test
 from fedkd.runs import RunDir
 from strategies.server import make_server_app
 
@@ -21,6 +22,7 @@ from strategies.server import make_server_app
 def run_federated(cfg: ExperimentConfig, run: RunDir) -> None:
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
+    train_test(cfg)  # load (and cache) the data now: a bad dataset fails before Ray starts
     gpus = cfg.federation.client_gpus
     run_simulation(
         server_app=make_server_app(cfg, run),

@@ -13,6 +13,7 @@ import torch
 from flwr.serverapp import Grid, ServerApp
 
 from fedkd.config import ExperimentConfig
+from fedkd.errors import FedkdError
 from fedkd.federation.data import train_test
 from fedkd.federation.local import build_model
 from fedkd.progress import progress
@@ -27,6 +28,7 @@ log = logging.getLogger("fedkd")
 def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
     """Run ``federation.num_rounds`` rounds of ``federation.strategy``, continuing from the run's last checkpoint."""
     strategy = get_strategy(cfg.federation.strategy)(cfg)
+    wait_for_nodes(grid, cfg.federation.num_clients, cfg.federation.connect_timeout)
     _, test = train_test(cfg)
     x_test, y_test = test.tensors(cfg.run.device)
     seed_torch(cfg.run.seed, "global-init")
@@ -59,6 +61,18 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
         log.info("round %d: test_acc %.4f, %d clients replied", server_round, acc, len(outcome.client_metrics))
         if not outcome.client_metrics:
             log.warning("round %d: no client replied; the global model is unchanged", server_round)
+
+
+def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> None:
+    """Block until ``expected`` nodes are connected; fail clearly instead of waiting forever."""
+    deadline = time.monotonic() + timeout
+    while (connected := len(list(grid.get_node_ids()))) < expected:
+        if time.monotonic() > deadline:
+            raise FedkdError(
+                f"only {connected} of federation.num_clients = {expected} nodes connected within "
+                f"{timeout:.0f} s; start more SuperNodes or lower federation.num_clients"
+            )
+        time.sleep(0.5)
 
 
 def make_server_app(cfg: ExperimentConfig, run: RunDir) -> ServerApp:

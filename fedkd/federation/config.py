@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Literal
 
+from fedkd.config import require_choice
 from fedkd.errors import ConfigError
 
 
@@ -21,10 +23,12 @@ class FederationSection:
     min_partition_size: int = 20
     fraction_train: float = 1.0
     round_timeout: float = 600.0
+    connect_timeout: float = 120.0
     client_cpus: float = 1.0
     client_gpus: float = 0.0
 
     def validate(self) -> None:
+        require_choice("federation.strategy", self.strategy, (ep.name for ep in entry_points(group="fedkd.strategies")))
         if self.num_clients < 1:
             raise ConfigError(f"federation.num_clients must be >= 1, got {self.num_clients}")
         if self.num_rounds < 1:
@@ -78,6 +82,11 @@ class ClientSection:
     optimizer: Literal["adam", "sgd"] = "adam"
 
     def validate(self) -> None:
+        from fedkd.aggregation import AGGREGATORS
+        from fedkd.models import CLASSIFIERS
+
+        require_choice("client.model", self.model, CLASSIFIERS)
+        require_choice("client.aggregator", self.aggregator, AGGREGATORS)
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(
                 f"client.local_epochs and client.batch_size must be >= 1 and client.lr > 0, "

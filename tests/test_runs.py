@@ -1,0 +1,85 @@
+"""Run directories: what they hold, how they refuse to overwrite, and how resume rolls back."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fedkd.config import load_config
+from fedkd.errors import ConfigError
+from fedkd.runs import RunDir, RunResult, read_metrics
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+
+
+@pytest.fixture
+def cfg():
+    return load_config(QUICKSTART)
+
+
+def test_fresh_run_writes_config_manifest_and_header(tmp_path, cfg):
+    run = RunDir.open(tmp_path / "r", cfg)
+    assert load_config(run.path / "config.toml") == cfg
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["versions"]["torch"] == torch.__version__
+    assert {"versions", "git", "seed", "python", "started"} <= set(manifest)
+    assert list(run.metrics().columns) == ["round", "step", "queries", "client", "metric", "value"]
+
+
+def test_log_appends_tidy_rows(tmp_path, cfg):
+    run = RunDir.open(tmp_path / "r", cfg)
+    run.log("test_acc", 0.5, round=1)
+    run.log("label_acc", 0.75, round=1, client=3)
+    run.log("fidelity", 0.9, step=10, queries=2560)
+    df = read_metrics(run.metrics_path)
+    assert df["metric"].tolist() == ["test_acc", "label_acc", "fidelity"]
+    assert df["round"].tolist()[:2] == [1, 1] and df["queries"].iloc[2] == 2560
+    assert df["client"].iloc[1] == "3"
+    result = RunResult(run.path, df)
+    assert result.final("test_acc") == 0.5
+    assert result.final("label_acc", client=3) == 0.75
+    with pytest.raises(KeyError, match="was not logged"):
+        result.final("fid_like")
+
+
+def test_refuses_to_overwrite_and_resume_needs_a_run(tmp_path, cfg):
+    RunDir.open(tmp_path / "r", cfg)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        RunDir.open(tmp_path / "r", cfg)
+    with pytest.raises(ConfigError, match="holds no run"):
+        RunDir.open(tmp_path / "empty", cfg, resume=True)
+
+
+def test_resume_rejects_a_changed_config(tmp_path, cfg):
+    RunDir.open(tmp_path / "r", cfg)
+    with pytest.raises(ConfigError, match=r"federation\.num_rounds"):
+        RunDir.open(tmp_path / "r", cfg.replace({"federation.num_rounds": 9}), resume=True)
+
+
+def test_checkpoint_round_trip_and_resume_rollback(tmp_path, cfg):
+    run = RunDir.open(tmp_path / "r", cfg)
+    weights = {"w": torch.arange(6.0).reshape(2, 3)}
+    for r in (1, 2, 3):
+        run.log("test_acc", 0.1 * r, round=r)
+        if r < 3:
+            run.save_checkpoint({"w": weights["w"] * r}, {"round_acc": 0.1 * r}, round=r)
+    resumed = RunDir.open(tmp_path / "r", cfg, resume=True)
+    ckpt = resumed.load_checkpoint()
+    assert ckpt.round == 2 and ckpt.state == {"round_acc": 0.2}
+    assert torch.equal(ckpt.tensors["w"], weights["w"] * 2)
+    assert resumed.metrics()["round"].tolist() == [1, 2]  # round 3 was measured after the last checkpoint
+
+
+def test_only_recent_checkpoints_are_kept(tmp_path, cfg):
+    run = RunDir.open(tmp_path / "r", cfg)
+    for step in range(5):
+        run.save_checkpoint({"w": torch.zeros(1)}, {}, step=step)
+    assert sorted(p.name for p in run.checkpoint_dir.glob("*.json")) == ["ckpt-00000003.json", "ckpt-00000004.json"]
+    assert run.load_checkpoint().step == 4
+
+
+def test_resume_without_checkpoint_starts_over(tmp_path, cfg):
+    run = RunDir.open(tmp_path / "r", cfg)
+    run.log("test_acc", 0.1, round=0)
+    assert RunDir.open(tmp_path / "r", cfg, resume=True).metrics().empty
