@@ -1,0 +1,138 @@
+"""What the Flower/Ray layer costs: the same federated rounds run as a Ray simulation and as a plain loop.
+
+The plain loop calls exactly the functions the ClientApp calls (``ingest_labels`` + ``local_train`` per
+client, then a weighted average), one client after another in this process; the simulation runs them in
+Ray actors (``federation.client_cpus`` each) behind Flower messages. Also records the simulation's wall
+time and the peak resident memory of this process and all its descendants (Ray's daemons and actors),
+sampled from /proc every 0.2 s.
+
+    python benchmarks/federation_overhead.py [--config simulations/quickstart.toml] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+import fedkd
+from fedkd.config import load_config
+from fedkd.federation.data import client_data, train_test
+from fedkd.federation.local import build_model, ingest_labels, local_train
+from fedkd.seeding import seed_torch
+from fedkd.train import evaluate_accuracy
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def tree_rss_bytes(root: int) -> int:
+    """Resident memory of ``root`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class PeakMemory:
+    def __enter__(self) -> PeakMemory:
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, tree_rss_bytes(os.getpid()))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def plain_loop(cfg) -> tuple[list[float], float]:
+    """Seconds per round and final test accuracy of the same rounds without Flower or Ray."""
+    torch.set_num_threads(1)
+    _, test = train_test(cfg)
+    x_test, y_test = test.tensors()
+    seed_torch(cfg.run.seed, "global-init")
+    model = build_model(cfg, (test.channels, test.image_size, test.image_size), test.n_classes)
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    states = {}
+    seconds = []
+    for server_round in range(1, cfg.federation.num_rounds + 1):
+        start = time.perf_counter()
+        results = []
+        for pid in range(cfg.federation.num_clients):
+            data = client_data(cfg, pid)
+            states[pid] = ingest_labels(cfg, data, states.get(pid), server_round)
+            results.append(local_train(cfg, data, states[pid], weights, server_round))
+        total = sum(r.num_examples for r in results)
+        weights = {k: sum(r.weights[k].float() * (r.num_examples / total) for r in results) for k in weights}
+        seconds.append(time.perf_counter() - start)
+    model.load_state_dict(weights)
+    return seconds, evaluate_accuracy(model, x_test, y_test)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="simulations/quickstart.toml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+    cfg = load_config(args.config, args.overrides)
+    train_test(cfg)  # load the data once, outside both timings
+
+    with PeakMemory() as mem, tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        result = fedkd.run(cfg, out=Path(tmp) / "run")
+        wall = time.perf_counter() - start
+    sim_rounds = result.metrics.query("metric == 'round_seconds'")["value"].tolist()
+    plain_rounds, plain_acc = plain_loop(cfg)
+
+    n = cfg.federation.num_clients
+    steady_sim = pd.Series(sim_rounds[1:]).median()
+    steady_plain = pd.Series(plain_rounds[1:]).median()
+    row = {
+        "config": args.config,
+        "num_clients": n,
+        "num_rounds": cfg.federation.num_rounds,
+        "client_cpus": cfg.federation.client_cpus,
+        "sim_wall_s": round(wall, 1),
+        "sim_first_round_s": round(sim_rounds[0], 2),
+        "sim_round_s_median": round(steady_sim, 2),
+        "plain_round_s_median": round(steady_plain, 2),
+        "sim_over_plain": round(steady_sim / steady_plain, 2),
+        "peak_rss_mib": round(mem.peak / 2**20),
+        "sim_test_acc": round(result.final("test_acc"), 4),
+        "plain_test_acc": round(plain_acc, 4),
+    }
+    table = pd.DataFrame([row])
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"federation_overhead_{n}clients.csv"
+    table.to_csv(out, index=False)
+    print(table.T.to_string(header=False))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
