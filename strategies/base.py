@@ -18,12 +18,14 @@ from fedkd.config import ExperimentConfig
 
 @dataclass
 class RoundOutcome:
-    """A round's result: new global weights, per-client metrics (partition id -> name -> value), server metrics."""
+    """A round's result: new global weights, per-client metrics (partition id -> name -> value), server metrics,
+    cumulative queries (for query-based strategies) and why clients that dropped out failed."""
 
     weights: dict[str, torch.Tensor]
     client_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     server_metrics: dict[str, float] = field(default_factory=dict)
     queries: int | None = None
+    failures: list[str] = field(default_factory=list)
 
 
 class FederatedStrategy(ABC):

@@ -48,11 +48,12 @@ class FedAvg(FederatedStrategy):
         )
 
     def run_round(self, grid: Grid, server_round: int, weights: dict[str, torch.Tensor]) -> RoundOutcome:
-        messages = self.flower.configure_train(
-            server_round, ArrayRecord.from_torch_state_dict(weights), instruction_config(self.cfg, server_round), grid
-        )
-        replies = list(grid.send_and_receive(messages, timeout=self.cfg.federation.round_timeout))
-        arrays, _ = self.flower.aggregate_train(server_round, replies)
+        arrays = ArrayRecord.from_torch_state_dict(weights)
+        config = instruction_config(self.cfg, server_round)
+        messages = list(self.flower.configure_train(server_round, arrays, config, grid))
+        timeout = self.cfg.federation.round_timeout
+        replies = list(grid.send_and_receive(messages, timeout=timeout))
+        aggregated, _ = self.flower.aggregate_train(server_round, replies)
         client_metrics = {
             int(m.content[METRICS][PARTITION]): {
                 k: float(v) for k, v in m.content[METRICS].items() if k not in (PARTITION, NUM_EXAMPLES)
@@ -60,5 +61,8 @@ class FedAvg(FederatedStrategy):
             for m in sorted(replies, key=_reply_order)
             if m.has_content()
         }
-        new_weights = arrays.to_torch_state_dict() if arrays is not None else weights
-        return RoundOutcome(weights=new_weights, client_metrics=client_metrics)
+        new_weights = aggregated.to_torch_state_dict() if aggregated is not None else weights
+        failures = [f"node {m.metadata.src_node_id}: {m.error.reason}" for m in replies if m.has_error()]
+        if len(replies) < len(messages):
+            failures.append(f"{len(messages) - len(replies)} node(s) sent no reply within {timeout:.0f} s")
+        return RoundOutcome(weights=new_weights, client_metrics=client_metrics, failures=failures)

@@ -59,6 +59,9 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
         run.log("round_seconds", time.perf_counter() - start, round=server_round)
         run.save_checkpoint(weights, {"test_acc": acc}, round=server_round)
         log.info("round %d: test_acc %.4f, %d clients replied", server_round, acc, len(outcome.client_metrics))
+        run.log("clients_failed", len(outcome.failures), round=server_round)
+        for failure in outcome.failures:
+            log.warning("round %d: a client dropped out of this round: %s", server_round, failure)
         if not outcome.client_metrics:
             log.warning("round %d: no client replied; the global model is unchanged", server_round)
 
