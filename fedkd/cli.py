@@ -12,7 +12,7 @@ import sys
 
 from fedkd.errors import FedkdError
 
-COMMANDS = ("run", "list", "plot")
+COMMANDS = ("run", "list", "plot", "teacher")
 
 
 def build_parser() -> argparse.ArgumentParser:
