@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 
+from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from clients.app import app as client_app
+from clients.app import app as default_client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection
 from fedkd.federation.data import train_test
@@ -19,7 +20,8 @@ from fedkd.runs import RunDir
 from strategies.server import make_server_app
 
 
-def run_federated(cfg: ExperimentConfig, run: RunDir) -> None:
+def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = default_client_app) -> None:
+    """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
     train_test(cfg)  # load (and cache) the data now: a bad dataset fails before Ray starts

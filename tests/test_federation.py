@@ -91,3 +91,28 @@ def test_simulation_learns_is_reproducible_and_resumes(tiny, tmp_path):
     resumed = fedkd.run(tiny, out=second.path, resume=True)
     pd.testing.assert_frame_equal(_stable(first.metrics), _stable(resumed.metrics))
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_failing_client_is_dropped_from_its_round_not_the_run(tiny, tmp_path):
+    from flwr.clientapp import ClientApp
+
+    from clients.app import train as real_train
+    from fedkd.runs import RunDir
+    from simulations.runner import run_federated
+
+    flaky = ClientApp()
+
+    @flaky.train()
+    def train(msg, context):
+        if int(context.node_config["partition-id"]) == 1:
+            raise RuntimeError("disk full")
+        return real_train(msg, context)
+
+    cfg = tiny.replace({"federation.num_rounds": 2})
+    run = RunDir.open(tmp_path / "flaky", cfg)
+    run_federated(cfg, run, client_app=flaky)
+    metrics = run.metrics()
+    assert metrics.query("metric == 'clients_failed'")["value"].tolist() == [1.0, 1.0]
+    assert set(metrics["client"].dropna()) == {"0", "2"}
+    assert metrics.query("metric == 'test_acc' and round == 2")["value"].iloc[0] > 0.3
