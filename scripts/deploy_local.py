@@ -57,6 +57,7 @@ QUIET_ENV = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "PYTHONUNBUFFERED": "1",
 }
+SHORT_JOB = ("data.dataset=digits", "client.model=mlp")  # 8x8 digits and an MLP: seconds per round on a CPU
 STARTED = time.monotonic()
 
 
@@ -114,18 +115,21 @@ class Processes:
         return proc
 
     def stop_all(self, grace: float = 10.0) -> None:
-        victims = {pid for proc in self.started if proc.poll() is None for pid in descendants(proc.pid)}
-        victims |= set(processes_in(self.workdir))
-        for pid in victims:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(_running(pid) for pid in victims):
-            time.sleep(0.2)
-        for pid in victims | set(processes_in(self.workdir)):
-            _signal(pid, signal.SIGKILL)
+        """SIGTERM to all of ours, SIGKILL to any still running after ``grace`` seconds, then reap."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.running():
+                _signal(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and self.running():
+                time.sleep(0.2)
         for proc in self.started:
             proc.wait(timeout=grace)
         self.started.clear()
+
+    def running(self) -> set[int]:
+        # Looked up afresh each time, so a process id is only signalled while it is still one of ours.
+        below = {pid for proc in self.started if proc.poll() is None for pid in descendants(proc.pid)}
+        return {pid for pid in below if _running(pid)} | set(processes_in(self.workdir))
 
 
 def descendants(pid: int) -> list[int]:
@@ -265,9 +269,17 @@ def flwr(args: list[str], env: dict[str, str], timeout: float = 60.0) -> subproc
     )
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str, logs: Path) -> None:
+def wait_for(
+    check: Callable[[], bool], timeout: float, what: str, logs: Path, needed: Sequence[subprocess.Popen]
+) -> None:
+    """Poll ``check`` until it holds; fail at once if a ``needed`` process exits, else after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not check():
+        if exited := [proc for proc in needed if proc.poll() is not None]:
+            raise DeploymentError(
+                f"{Path(exited[0].args[0]).name} exited with code {exited[0].returncode} while waiting for "
+                f"{what}; see the logs in {logs}"
+            )
         if time.monotonic() > deadline:
             raise DeploymentError(f"timed out after {timeout:.0f} s waiting for {what}; see the logs in {logs}")
         time.sleep(1.0)
@@ -294,26 +306,32 @@ def start_superlink(work: Path, processes: Processes, timeout: float) -> SuperLi
         "--disable-runtime-dependency-installation",
         *("--host", LOOPBACK, "--port", str(port)),
     ]
-    processes.start(argv, flower_env(work / "superlink-home"), work / "logs" / "superlink.log")
+    proc = processes.start(argv, flower_env(work / "superlink-home"), work / "logs" / "superlink.log")
     link = SuperLink(address, tls, cli_env)
-    wait_for(lambda: list_nodes(link) is not None, timeout, f"the SuperLink on {address}", work / "logs")
+    wait_for(lambda: list_nodes(link) is not None, timeout, f"the SuperLink on {address}", work / "logs", [proc])
     return link
 
 
-def list_nodes(link: SuperLink) -> list[dict] | None:
-    """The SuperNodes the SuperLink knows, as ``flwr supernode list`` reports them; None if it is unreachable."""
-    result = flwr(["supernode", "list", CONNECTION, "--format", "json"], link.cli_env)
+def flwr_json(args: list[str], link: SuperLink) -> dict | None:
+    """``flwr <args> <connection> --format json`` against ``link``: its reply, or None when it did not succeed."""
+    result = flwr([*args, CONNECTION, "--format", "json"], link.cli_env)
     try:
         reply = json.loads(result.stdout)
     except json.JSONDecodeError:
         return None
-    return reply["nodes"] if reply.get("success") else None
+    return reply if result.returncode == 0 and reply.get("success") else None
+
+
+def list_nodes(link: SuperLink) -> list[dict] | None:
+    """The SuperNodes the SuperLink knows, as ``flwr supernode list`` reports them; None if it is unreachable."""
+    reply = flwr_json(["supernode", "list"], link)
+    return None if reply is None else reply["nodes"]
 
 
 def register(public_key: Path, link: SuperLink) -> None:
-    result = flwr(["supernode", "register", str(public_key), CONNECTION, "--format", "json"], link.cli_env)
-    if result.returncode != 0 or '"success": true' not in result.stdout:
-        raise DeploymentError(f"registering {public_key} failed: {result.stdout}{result.stderr}")
+    """Tell the SuperLink (Control API) that the SuperNode holding this key's private half may join."""
+    if flwr_json(["supernode", "register", str(public_key)], link) is None:
+        raise DeploymentError(f"registering {public_key} with the SuperLink at {link.address} failed")
 
 
 def start_supernode(
@@ -342,9 +360,6 @@ def read_test_acc(run_dir: Path) -> dict[int, float]:
 
 
 # --- the deployment ----------------------------------------------------------------------------------------
-
-
-SHORT_JOB = ("data.dataset=digits", "client.model=mlp")
 
 
 def deploy(
@@ -392,9 +407,11 @@ def start_registered_nodes(work: Path, processes: Processes, link: SuperLink, no
     for name in names:
         register(write_node_key(work / "keys" / name), link)
     say(f"registered the public keys of {', '.join(names)}")
-    for i, name in enumerate(names):
-        start_supernode(work, processes, name, link, f"partition-id={i} num-partitions={nodes}")
-    wait_for(lambda: _online(link) >= nodes, timeout, f"{nodes} SuperNodes online", work / "logs")
+    started = [
+        start_supernode(work, processes, name, link, f"partition-id={i} num-partitions={nodes}")[0]
+        for i, name in enumerate(names)
+    ]
+    wait_for(lambda: _online(link) >= nodes, timeout, f"{nodes} SuperNodes online", work / "logs", started)
     say(f"{nodes} SuperNodes online")
 
 
