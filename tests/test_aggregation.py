@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedkd.aggregation import AGGREGATORS, MajorityVote, build_aggregator
-from fedkd.data.crowd import chunk_tasks, make_confusions, simulate_labels
+from fedkd.aggregation import AGGREGATORS, BILA, DawidSkene, MajorityVote, build_aggregator, predict_online
+from fedkd.data.crowd import chunk_tasks, gold_accuracy, make_confusions, simulate_bimodal_crowd, simulate_labels
 from fedkd.errors import ConfigError, DataError
 
 METHODS = sorted({cls.name for cls in AGGREGATORS.values()})
@@ -93,3 +93,67 @@ def test_duplicate_rows_warn_and_keep_the_last(method):
         agg = build_aggregator(method, 2).partial_fit(df)
     with pytest.warns(UserWarning, match="duplicate"):
         assert agg.predict(df).loc[1] == 1
+
+
+@pytest.mark.parametrize(("method", "max_err", "mean_err"), [("mv", 0.12, 0.03), ("ds", 0.07, 0.015), ("bila", 0.07, 0.025)])
+def test_online_aggregators_recover_known_confusions(method, max_err, mean_err):
+    df, _, conf = _crowd(n_tasks=3000, kind="class_dependent", noise=(0.1, 0.45))
+    agg = build_aggregator(method, 3, seed=0)
+    list(predict_online(agg, chunk_tasks(df, n_chunks=5)))
+    estimated = np.stack([agg.worker_confusions()[k] for k in range(8)])
+    np.testing.assert_allclose(estimated.sum(axis=2), 1.0, rtol=1e-6)
+    assert np.abs(estimated - conf).max() < max_err
+    assert np.abs(estimated - conf).mean() < mean_err
+
+
+def test_offline_dawid_skene_recovers_confusions_and_beats_majority_vote():
+    df, truth, conf = _crowd(n_tasks=3000, kind="pair_flip", noise=(0.2, 0.45), labels_per_item=3, seed=2)
+    ds = DawidSkene(3).fit(df)
+    estimated = np.stack([ds.worker_confusions()[k] for k in range(8)])
+    assert np.abs(estimated - conf).max() < 0.07
+    ds_acc = (ds.predict(df).sort_index().to_numpy() == truth).mean()
+    mv_acc = (MajorityVote(3).fit_predict(df).sort_index().to_numpy() == truth).mean()
+    assert ds_acc > mv_acc + 0.03
+
+
+def test_bila_beats_majority_vote_on_the_small_bimodal_crowd():
+    labels, gold, _ = simulate_bimodal_crowd(n_tasks=2000, seed=1)
+    chunks = chunk_tasks(labels, n_chunks=5)
+    bila_err = 1 - gold_accuracy(pd.concat(predict_online(BILA(10, seed=0), chunks)), gold)[0]
+    mv_err = 1 - gold_accuracy(MajorityVote(10).fit_predict(labels), gold)[0]
+    assert bila_err <= 0.6 * mv_err
+
+
+def test_bila_never_keeps_earlier_chunks():
+    """Emitted labels are final and later chunks see earlier ones only through the per-worker state:
+    wiping an earlier chunk after it was fitted changes nothing, and the state does not grow with tasks."""
+    df, _, _ = _crowd(n_tasks=900, seed=5)
+    chunks = [c.copy() for c in chunk_tasks(df, n_chunks=3)]
+    reference = BILA(3, seed=1)
+    expected = [reference.partial_fit(c).predict(c) for c in chunks]
+
+    agg = BILA(3, seed=1)
+    first = agg.partial_fit(chunks[0]).predict(chunks[0])
+    shapes = {k: np.shape(v) for k, v in agg.state_dict().items() if isinstance(v, np.ndarray)}
+    chunks[0]["label"] = 0  # an aggregator that kept a reference to the old rows would now see other labels
+    later = [agg.partial_fit(c).predict(c) for c in chunks[1:]]
+    assert first.equals(expected[0])
+    for got, want in zip(later, expected[1:]):
+        assert got.equals(want)
+    assert {k: np.shape(v) for k, v in agg.state_dict().items() if isinstance(v, np.ndarray)} == shapes
+
+
+def test_new_workers_in_a_later_chunk_get_their_own_confusion():
+    df, _, _ = _crowd(n_tasks=400, seed=6)
+    late = df.iloc[:30].assign(task=lambda d: d["task"] + 10_000, worker="newcomer")
+    late = late.drop_duplicates("task")
+    for method in METHODS:
+        agg = build_aggregator(method, 3).partial_fit(df)
+        assert "newcomer" not in agg.worker_confusions()
+        agg.partial_fit(late)
+        assert agg.worker_confusions()["newcomer"].shape == (3, 3)
+
+
+def test_bila_options_are_checked():
+    with pytest.raises(ConfigError, match="unknown BILA option.*bogus"):
+        BILA(3, bogus=1)

@@ -6,13 +6,18 @@ configs, the CLI and federated clients use.
 
 from __future__ import annotations
 
-from fedkd.aggregation.base import Aggregator, EncodedChunk
+from fedkd.aggregation.base import Aggregator, EncodedChunk, predict_online
+from fedkd.aggregation.bila import BILA, BILAConfig
+from fedkd.aggregation.dawid_skene import DawidSkene
 from fedkd.aggregation.majority_vote import MajorityVote
 from fedkd.errors import ConfigError
 
 AGGREGATORS: dict[str, type[Aggregator]] = {
     "mv": MajorityVote,
     "majority_vote": MajorityVote,
+    "ds": DawidSkene,
+    "dawid_skene": DawidSkene,
+    "bila": BILA,
 }
 
 
@@ -23,4 +28,14 @@ def build_aggregator(name: str, n_classes: int, seed: int = 0, **kwargs) -> Aggr
     return AGGREGATORS[name](n_classes=n_classes, seed=seed, **kwargs)
 
 
-__all__ = ["AGGREGATORS", "Aggregator", "EncodedChunk", "MajorityVote", "build_aggregator"]
+__all__ = [
+    "AGGREGATORS",
+    "BILA",
+    "Aggregator",
+    "BILAConfig",
+    "DawidSkene",
+    "EncodedChunk",
+    "MajorityVote",
+    "build_aggregator",
+    "predict_online",
+]

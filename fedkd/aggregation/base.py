@@ -12,7 +12,7 @@ scalars, strings and lists of them, so a federated client can keep it between ro
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -167,6 +167,15 @@ class Aggregator(ABC):
             tied &= key >= key.max(axis=1, keepdims=True) - _TIE_TOL
         draw = _tie_draw(enc.tasks, self.n_classes, self.seed)
         return np.argmax(np.where(tied, draw, -1.0), axis=1).astype(np.int64)
+
+
+def predict_online(agg: Aggregator, chunks: Iterable[pd.DataFrame]) -> Iterator[pd.Series]:
+    """Feed chunks to ``agg`` one at a time and yield each chunk's labels as emitted on its arrival.
+
+    This is the online protocol: a task's label is fixed when its chunk arrives and is never revised.
+    """
+    for chunk in chunks:
+        yield agg.partial_fit(chunk).predict(chunk)
 
 
 def _tie_draw(tasks: pd.Index, n_classes: int, seed: int) -> np.ndarray:
