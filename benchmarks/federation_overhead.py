@@ -1,7 +1,7 @@
 """What the Flower/Ray layer costs: the same federated rounds run as a Ray simulation and as a plain loop.
 
-The plain loop calls exactly the functions the ClientApp calls (``ingest_labels`` + ``local_train`` per
-client, then a weighted average), one client after another in this process; the simulation runs them in
+The plain loop (``fedkd.federation.plain``) calls exactly the functions the ClientApp calls, one client
+after another in this process; the simulation runs them in
 Ray actors (``federation.client_cpus`` each) behind Flower messages. Also records the simulation's wall
 time and the peak resident memory of this process and all its descendants (Ray's daemons and actors),
 sampled from /proc every 0.2 s.
@@ -23,10 +23,8 @@ import torch
 
 import fedkd
 from fedkd.config import load_config
-from fedkd.federation.data import client_data, train_test
-from fedkd.federation.local import build_model, ingest_labels, local_train
-from fedkd.seeding import seed_torch
-from fedkd.train import evaluate_accuracy
+from fedkd.federation.data import train_test
+from fedkd.federation.plain import run_plain_fedavg
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,30 +68,6 @@ class PeakMemory:
         self._thread.join()
 
 
-def plain_loop(cfg) -> tuple[list[float], float]:
-    """Seconds per round and final test accuracy of the same rounds without Flower or Ray."""
-    torch.set_num_threads(1)
-    _, test = train_test(cfg)
-    x_test, y_test = test.tensors()
-    seed_torch(cfg.run.seed, "global-init")
-    model = build_model(cfg, (test.channels, test.image_size, test.image_size), test.n_classes)
-    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    states = {}
-    seconds = []
-    for server_round in range(1, cfg.federation.num_rounds + 1):
-        start = time.perf_counter()
-        results = []
-        for pid in range(cfg.federation.num_clients):
-            data = client_data(cfg, pid)
-            states[pid] = ingest_labels(cfg, data, states.get(pid), server_round)
-            results.append(local_train(cfg, data, states[pid], weights, server_round))
-        total = sum(r.num_examples for r in results)
-        weights = {k: sum(r.weights[k].float() * (r.num_examples / total) for r in results) for k in weights}
-        seconds.append(time.perf_counter() - start)
-    model.load_state_dict(weights)
-    return seconds, evaluate_accuracy(model, x_test, y_test)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="simulations/quickstart.toml")
@@ -107,7 +81,9 @@ def main() -> None:
         result = fedkd.run(cfg, out=Path(tmp) / "run")
         wall = time.perf_counter() - start
     sim_rounds = result.metrics.query("metric == 'round_seconds'")["value"].tolist()
-    plain_rounds, plain_acc = plain_loop(cfg)
+    torch.set_num_threads(1)
+    plain = run_plain_fedavg(cfg)
+    plain_rounds, plain_acc = plain.round_seconds, plain.test_acc[-1]
 
     n = cfg.federation.num_clients
     steady_sim = pd.Series(sim_rounds[1:]).median()

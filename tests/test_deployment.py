@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks.federation_overhead import plain_loop
 from fedkd.config import load_config
+from fedkd.federation.plain import run_plain_fedavg
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "deploy_local.py"
@@ -70,7 +70,7 @@ def test_tls_deployment_with_registered_nodes_learns_refuses_strangers_and_leave
     cfg = load_config(
         QUICKSTART, [*deploy_local.SHORT_JOB, f"federation.num_clients={NODES}", f"federation.num_rounds={ROUNDS}"]
     )
-    assert test_acc.loc[ROUNDS] == pytest.approx(plain_loop(cfg)[1], abs=1e-9)
+    assert test_acc.loc[ROUNDS] == pytest.approx(run_plain_fedavg(cfg).test_acc[-1], abs=1e-9)
     clients = metrics[metrics["client"].notna()]
     assert set(clients["client"].astype(int)) == set(range(NODES))  # every partition-id took part
     assert (work / "run" / "config.toml").is_file() and (work / "run" / "manifest.json").is_file()

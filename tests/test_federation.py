@@ -11,6 +11,7 @@ import fedkd
 from fedkd.config import load_config
 from fedkd.federation.data import client_data, client_partitions, train_test
 from fedkd.federation.local import ingest_labels, label_accuracy
+from fedkd.federation.plain import run_plain_fedavg
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
 TINY = {
@@ -81,6 +82,11 @@ def test_simulation_learns_is_reproducible_and_resumes(tiny, tmp_path):
     assert set(clients["client"]) == {"0", "1", "2"}
     assert set(clients["metric"]) == {"label_acc", "train_loss"}
     assert (first.path / "manifest.json").is_file() and (first.path / "config.toml").is_file()
+
+    # The Flower run computes exactly what the plain reference loop computes.
+    reference = run_plain_fedavg(tiny).test_acc
+    flower = first.metrics.query("metric == 'test_acc'")["value"].tolist()
+    assert flower == pytest.approx(reference, abs=1e-9)
 
     second = fedkd.run(tiny, out=tmp_path / "b")
     pd.testing.assert_frame_equal(_stable(first.metrics), _stable(second.metrics))
