@@ -19,11 +19,17 @@ from fedkd.config import ExperimentConfig
 from strategies.base import FederatedStrategy, RoundOutcome
 
 
-class _OrderedFedAvg(FlowerFedAvg):
+class OrderedReplies:
+    """Mixin for a Flower strategy: aggregate training replies in partition order, whatever order they came in."""
+
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         return super().aggregate_train(server_round, sorted(replies, key=_reply_order))
+
+
+class _OrderedFedAvg(OrderedReplies, FlowerFedAvg):
+    pass
 
 
 def _reply_order(msg: Message) -> tuple[int, int]:
@@ -33,12 +39,18 @@ def _reply_order(msg: Message) -> tuple[int, int]:
 
 
 class FedAvg(FederatedStrategy):
-    """Weighted averaging of the clients' locally trained weights (McMahan et al., 2017)."""
+    """Weighted averaging of the clients' locally trained weights (McMahan et al., 2017).
+
+    Subclasses can swap the combination rule by pointing ``flower_class`` at another Flower strategy with
+    FedAvg's constructor (``FedMedian``, ``FedTrimmedAvg``, ...), mixed with ``OrderedReplies``.
+    """
+
+    flower_class: type[FlowerFedAvg] = _OrderedFedAvg
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__(cfg)
         fed = cfg.federation
-        self.flower = _OrderedFedAvg(
+        self.flower = self.flower_class(
             fraction_train=fed.fraction_train,
             fraction_evaluate=0.0,
             min_train_nodes=1,
