@@ -1,9 +1,10 @@
 """The fedkd ClientApp: a node that holds one partition with noisy crowd labels.
 
-Per train message it takes in the round's label chunk through its aggregator (state kept in the node's
-``context.state`` between rounds), trains the received global model on its aggregated labels and replies
-with the new weights and its metrics. All the work is in ``fedkd.federation``; this file only moves it
-through Flower messages.
+``train`` takes in the round's label chunk through the node's aggregator (state kept in ``context.state``
+between rounds) and trains either the received global model (FedAvg: the reply carries weights) or the
+node's own model (data-free strategies: the reply carries metrics only). ``query`` answers a batch of
+queries with the node's own model — labels only, or probabilities, as the server asks. All the work is in
+``fedkd.federation``; this file only moves it through Flower messages.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.protocol import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, PARTITION, read_instruction_config
+from clients.protocol import (
+    ANSWERS,
+    ARRAYS,
+    CONFIG,
+    METRICS,
+    NUM_EXAMPLES,
+    PARTITION,
+    QUERIES,
+    QUERY_MODE,
+    TENSOR,
+    read_instruction_config,
+)
 from fedkd.federation.data import client_data
-from fedkd.federation.local import ClientState, ingest_labels, local_train
+from fedkd.federation.local import ClientState, answer_queries, ingest_labels, local_train, own_model_round
 
 STATE_KEY = "fedkd-client-state"
 
@@ -29,12 +41,36 @@ def train(msg: Message, context: Context) -> Message:
     cfg, server_round = read_instruction_config(msg.content[CONFIG])
     partition_id = int(context.node_config[PARTITION])
     data = client_data(cfg, partition_id)
-    state = ingest_labels(cfg, data, _load_state(context), server_round)
+    if ARRAYS in msg.content:
+        state = ingest_labels(cfg, data, _load_state(context), server_round)
+        result = local_train(cfg, data, state, msg.content[ARRAYS].to_torch_state_dict(), server_round)
+        examples, metrics = result.num_examples, result.metrics
+        reply = RecordDict({ARRAYS: ArrayRecord.from_torch_state_dict(result.weights)})
+    else:
+        state = own_model_round(cfg, data, _load_state(context), server_round)
+        examples, metrics = int((state.labels >= 0).sum()), state.last_metrics
+        reply = RecordDict()
     _save_state(context, state)
-    weights = msg.content[ARRAYS].to_torch_state_dict()
-    result = local_train(cfg, data, state, weights, server_round)
-    metrics = MetricRecord({NUM_EXAMPLES: result.num_examples, PARTITION: partition_id, **result.metrics})
-    reply = RecordDict({ARRAYS: ArrayRecord.from_torch_state_dict(result.weights), METRICS: metrics})
+    reply[METRICS] = MetricRecord({NUM_EXAMPLES: examples, PARTITION: partition_id, **metrics})
+    return Message(content=reply, reply_to=msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    torch.set_num_threads(1)
+    cfg, server_round = read_instruction_config(msg.content[CONFIG])
+    partition_id = int(context.node_config[PARTITION])
+    data = client_data(cfg, partition_id)
+    state = own_model_round(cfg, data, _load_state(context), server_round)
+    _save_state(context, state)
+    x = msg.content[QUERIES].to_torch_state_dict()[TENSOR]
+    answers = answer_queries(cfg, data, state, x, str(msg.content[CONFIG][QUERY_MODE]))
+    reply = RecordDict(
+        {
+            ANSWERS: ArrayRecord.from_torch_state_dict({TENSOR: answers}),
+            METRICS: MetricRecord({PARTITION: partition_id}),
+        }
+    )
     return Message(content=reply, reply_to=msg)
 
 

@@ -2,6 +2,12 @@
 
 Every instruction carries the run's resolved config as JSON, so a node needs no files of its own: it
 rebuilds its data, labels and model from the config and its ``partition-id``. Keys are named here once.
+
+* ``train`` with ``arrays``: train the global weights on the local labels, reply with weights (FedAvg).
+* ``train`` without ``arrays``: train the node's own model, reply with metrics only (data-free strategies:
+  weights never leave the node).
+* ``query``: ``queries`` holds a batch ``x``; the reply's ``answers`` holds class indices (``query-mode`` =
+  ``"label"``) or probabilities (``"proba"``) from the node's own model.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ CONFIG_JSON = "fedkd-config"
 ROUND = "server-round"
 PARTITION = "partition-id"
 NUM_EXAMPLES = "num-examples"
+QUERIES = "queries"
+ANSWERS = "answers"
+QUERY_MODE = "query-mode"
+TENSOR = "x"
 
 
 def instruction_config(cfg: ExperimentConfig, server_round: int) -> ConfigRecord:

@@ -16,6 +16,7 @@ from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from clients.protocol import ARRAYS, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
 from fedkd.config import ExperimentConfig
+from fedkd.errors import ConfigError
 from strategies.base import FederatedStrategy, RoundOutcome
 
 
@@ -49,6 +50,11 @@ class FedAvg(FederatedStrategy):
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__(cfg)
+        if cfg.client.architectures:
+            raise ConfigError(
+                f"federation.strategy = {cfg.federation.strategy!r} averages weights, so all clients need one model; "
+                f"client.architectures = {list(cfg.client.architectures)} is for data-free strategies"
+            )
         fed = cfg.federation
         self.flower = self.flower_class(
             fraction_train=fed.fraction_train,

@@ -72,9 +72,14 @@ class CrowdSection:
 
 @dataclass
 class ClientSection:
-    """What a client does with its labels: how it aggregates them and trains its local model."""
+    """What a client does with its labels: how it aggregates them and trains its local model.
+
+    ``architectures`` (e.g. ``["lenet5", "mlp"]``) gives clients different models, cycled over partition ids;
+    only data-free strategies accept it, since averaging weights needs one architecture.
+    """
 
     model: str = "lenet5"
+    architectures: tuple[str, ...] = ()
     aggregator: str = "mv"
     local_epochs: int = 2
     batch_size: int = 32
@@ -85,7 +90,8 @@ class ClientSection:
         from fedkd.aggregation import AGGREGATORS
         from fedkd.models import CLASSIFIERS
 
-        require_choice("client.model", self.model, CLASSIFIERS)
+        for key, name in [("client.model", self.model), *(("client.architectures", a) for a in self.architectures)]:
+            require_choice(key, name, CLASSIFIERS)
         require_choice("client.aggregator", self.aggregator, AGGREGATORS)
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(

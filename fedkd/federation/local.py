@@ -8,7 +8,7 @@ the rounds it missed from the seed, so it ends in exactly the state it would hav
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,19 +16,24 @@ import torch
 
 from fedkd.aggregation import build_aggregator
 from fedkd.config import ExperimentConfig
+from fedkd.errors import FedkdError
 from fedkd.federation.data import ClientData
 from fedkd.models import build_classifier
-from fedkd.seeding import derive_seed, torch_generator
-from fedkd.train import train_classifier
+from fedkd.seeding import derive_seed, seed_torch, torch_generator
+from fedkd.train import predict_logits, train_classifier
 
 
 @dataclass
 class ClientState:
-    """What outlives a round on a node: the last round ingested, emitted labels (-1: none yet), the aggregator."""
+    """What outlives a round on a node: the last round ingested, emitted labels (-1: none yet), the aggregator,
+    and, under data-free strategies, the client's own model and the round it was last trained in."""
 
     round: int
     labels: np.ndarray
     aggregator: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, torch.Tensor] | None = None
+    model_round: int = 0
+    last_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,7 @@ def ingest_labels(cfg: ExperimentConfig, data: ClientData, state: ClientState | 
             agg.partial_fit(chunk)
             emitted = agg.predict(chunk)
             labels[emitted.index.to_numpy(dtype=np.int64)] = emitted.to_numpy(dtype=np.int64)
-    return ClientState(round=max(round, state.round), labels=labels, aggregator=agg.state_dict())
+    return replace(state, round=max(round, state.round), labels=labels, aggregator=agg.state_dict())
 
 
 def label_accuracy(data: ClientData, labels: np.ndarray) -> float:
@@ -63,18 +68,36 @@ def label_accuracy(data: ClientData, labels: np.ndarray) -> float:
     return float((labels[known] == data.y_true[known]).mean()) if known.any() else float("nan")
 
 
-def build_model(cfg: ExperimentConfig, data_shape: tuple[int, int, int], n_classes: int) -> torch.nn.Module:
+def build_model(
+    cfg: ExperimentConfig, data_shape: tuple[int, int, int], n_classes: int, architecture: str | None = None
+) -> torch.nn.Module:
     channels, size, _ = data_shape
-    return build_classifier(cfg.client.model, channels, size, n_classes).to(cfg.run.device)
+    return build_classifier(architecture or cfg.client.model, channels, size, n_classes).to(cfg.run.device)
+
+
+def client_architecture(cfg: ExperimentConfig, partition_id: int) -> str:
+    """The client's own model: ``client.architectures`` cycled over partitions, else ``client.model``."""
+    archs = cfg.client.architectures
+    return archs[partition_id % len(archs)] if archs else cfg.client.model
 
 
 def local_train(
-    cfg: ExperimentConfig, data: ClientData, state: ClientState, weights: dict[str, torch.Tensor], round: int
+    cfg: ExperimentConfig,
+    data: ClientData,
+    state: ClientState,
+    weights: dict[str, torch.Tensor] | None,
+    round: int,
+    architecture: str | None = None,
 ) -> LocalResult:
-    """Train the global weights on this client's aggregated labels; report ``train_loss`` and ``label_acc``."""
+    """Train ``weights`` (a fresh, seeded model when None) on this client's aggregated labels.
+
+    Reports ``train_loss`` and ``label_acc``.
+    """
     known = np.flatnonzero(state.labels >= 0)
-    model = build_model(cfg, (data.x.shape[1], data.x.shape[2], data.x.shape[3]), data.n_classes)
-    model.load_state_dict(weights)
+    seed_torch(cfg.run.seed, "client-init", data.partition_id)
+    model = build_model(cfg, tuple(data.x.shape[1:]), data.n_classes, architecture)
+    if weights is not None:
+        model.load_state_dict(weights)
     device = cfg.run.device
     x = data.x[known].to(device)
     y = torch.as_tensor(state.labels[known], device=device)
@@ -93,3 +116,34 @@ def local_train(
         num_examples=len(known),
         metrics={"train_loss": float(loss), "label_acc": label_accuracy(data, state.labels)},
     )
+
+
+def own_model_round(cfg: ExperimentConfig, data: ClientData, state: ClientState | None, round: int) -> ClientState:
+    """Bring the client's own model up to ``round`` (data-free strategies: its weights never leave the node).
+
+    Each round takes in that round's labels and continues training the model on all labels so far; rounds a
+    node missed (a restart, a resumed run) are replayed from the seed, so the model is the one it would have had.
+    """
+    state = state if state is not None else ingest_labels(cfg, data, None, 0)
+    architecture = client_architecture(cfg, data.partition_id)
+    for r in range(state.model_round + 1, round + 1):
+        state = ingest_labels(cfg, data, state, r)
+        result = local_train(cfg, data, state, state.model, r, architecture)
+        state = replace(state, model=result.weights, model_round=r, last_metrics=result.metrics)
+    return state
+
+
+def answer_queries(
+    cfg: ExperimentConfig, data: ClientData, state: ClientState, x: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """The client's own model's answers: class indices in ``label`` mode (nothing else leaves), else probabilities."""
+    if state.model is None:
+        raise FedkdError(f"client {data.partition_id} has no model yet: a training round must come before queries")
+    model = build_model(cfg, tuple(data.x.shape[1:]), data.n_classes, client_architecture(cfg, data.partition_id))
+    model.load_state_dict(state.model)
+    logits = predict_logits(model, x.to(cfg.run.device))
+    if mode == "label":
+        return logits.argmax(dim=1).cpu()
+    if mode == "proba":
+        return torch.softmax(logits.float(), dim=1).cpu()
+    raise FedkdError(f"query mode {mode!r} is not one of ('label', 'proba')")

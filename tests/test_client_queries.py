@@ -1,0 +1,72 @@
+"""Query messages through the real ClientApp in a Flower simulation: labels only, or probabilities."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.simulation import run_simulation
+
+from clients.app import app as client_app
+from clients.protocol import ANSWERS, CONFIG, METRICS, PARTITION, QUERIES, QUERY_MODE, TENSOR, instruction_config
+from fedkd.config import load_config
+from fedkd.data import load_dataset
+from strategies.server import wait_for_nodes
+
+QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+
+
+def _send(grid: Grid, cfg, message_type: str, mode: str = "", **records) -> list[Message]:
+    messages = []
+    for node in sorted(grid.get_node_ids()):
+        config = instruction_config(cfg, 1)
+        config[QUERY_MODE] = mode
+        messages.append(Message(RecordDict({CONFIG: config, **records}), dst_node_id=node, message_type=message_type))
+    return list(grid.send_and_receive(messages, timeout=120))
+
+
+@pytest.mark.slow
+def test_query_round_trip_labels_and_probabilities():
+    cfg = load_config(
+        QUICKSTART,
+        {
+            "data.dataset": "digits",
+            "federation.num_clients": 2,
+            "client.architectures": ["mlp", "lenet5"],
+            "federation.partition": "iid",
+            "crowd.chunks": 1,
+        },
+    )
+    x = torch.from_numpy(load_dataset("digits").x[:16].copy())
+    seen: dict[str, list] = {}
+    server = ServerApp()
+
+    @server.main()
+    def main(grid: Grid, context) -> None:
+        wait_for_nodes(grid, 2, timeout=60)
+        seen["train"] = _send(grid, cfg, MessageType.TRAIN)
+        queries = ArrayRecord.from_torch_state_dict({TENSOR: x})
+        for mode in ("label", "proba"):
+            seen[mode] = _send(grid, cfg, MessageType.QUERY, mode, **{QUERIES: queries})
+
+    run_simulation(
+        server_app=server, client_app=client_app, num_supernodes=2, backend_config={"client_resources": {"num_cpus": 1}}
+    )
+
+    for reply in seen["train"]:
+        assert not reply.has_error(), reply.error
+        assert "arrays" not in reply.content  # data-free training: no weights leave the node
+        assert 0.5 < reply.content[METRICS]["label_acc"] <= 1.0
+    labels = {
+        int(r.content[METRICS][PARTITION]): r.content[ANSWERS].to_torch_state_dict()[TENSOR] for r in seen["label"]
+    }
+    probas = {
+        int(r.content[METRICS][PARTITION]): r.content[ANSWERS].to_torch_state_dict()[TENSOR] for r in seen["proba"]
+    }
+    assert set(labels) == {0, 1}
+    for pid in (0, 1):
+        assert labels[pid].dtype == torch.int64 and labels[pid].shape == (16,)  # indices, nothing more
+        assert probas[pid].dtype == torch.float32 and probas[pid].shape == (16, 10)
+        assert torch.allclose(probas[pid].sum(dim=1), torch.ones(16), atol=1e-5)
+        assert torch.equal(probas[pid].argmax(dim=1), labels[pid])
