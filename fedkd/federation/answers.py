@@ -1,0 +1,73 @@
+"""How a federation answers a query: the clients' answers to one batch combined into one.
+
+``mean`` averages the clients' probabilities (in label mode: their one-hot votes, i.e. vote shares). Any
+aggregator name (``mv``, ``ds``, ``bila``, ...) treats each client as an annotator and its hard label as a
+crowd label: the aggregator learns online, batch after batch, how reliable each client is, exactly as it
+learns annotators on crowd data. Either way the result is a probability table; a label-only oracle built on
+it exposes only its argmax.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from fedkd.aggregation import AGGREGATORS, build_aggregator
+from fedkd.config import require_choice
+
+COMBINE_MEAN = "mean"
+
+
+def combine_choices() -> list[str]:
+    return [COMBINE_MEAN, *AGGREGATORS]
+
+
+class AnswerCombiner:
+    """Combines ``{partition_id: answers}`` for one query batch into (N, C) probabilities.
+
+    ``answers`` are class indices (N,) in label mode or probabilities (N, C) in proba mode. Task ids keep
+    counting across calls so an online aggregator never mistakes a new batch for an old one.
+    """
+
+    def __init__(self, method: str, n_classes: int, seed: int = 0) -> None:
+        require_choice("combine", method, combine_choices())
+        self.method, self.n_classes = method, n_classes
+        self.aggregator = None if method == COMBINE_MEAN else build_aggregator(method, n_classes, seed=seed)
+        self.tasks_seen = 0
+
+    def __call__(self, answers: dict[int, torch.Tensor]) -> torch.Tensor:
+        if not answers:
+            raise ValueError("no client answered this query batch")
+        ordered = [answers[pid] for pid in sorted(answers)]
+        n = ordered[0].shape[0]
+        if self.aggregator is None:
+            return torch.stack([_as_probabilities(a, self.n_classes) for a in ordered]).mean(dim=0)
+        labels = [a if a.dim() == 1 else a.argmax(dim=1) for a in ordered]
+        chunk = pd.DataFrame(
+            {
+                "task": np.tile(np.arange(self.tasks_seen, self.tasks_seen + n), len(labels)),
+                "worker": np.repeat([f"client-{pid}" for pid in sorted(answers)], n),
+                "label": torch.cat(labels).numpy(),
+            }
+        )
+        self.aggregator.partial_fit(chunk)
+        proba = self.aggregator.predict_proba(chunk)
+        self.tasks_seen += n
+        return torch.tensor(proba.to_numpy(dtype=np.float32))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tasks_seen": self.tasks_seen, "aggregator": self.aggregator.state_dict() if self.aggregator else {}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tasks_seen = int(state["tasks_seen"])
+        if self.aggregator is not None:
+            self.aggregator.load_state_dict(state["aggregator"])
+
+
+def _as_probabilities(answer: torch.Tensor, n_classes: int) -> torch.Tensor:
+    if answer.dim() == 1:
+        return torch.nn.functional.one_hot(answer.long(), n_classes).float()
+    return answer.float()

@@ -1,0 +1,56 @@
+"""Combining clients' answers: mean of probabilities, or an aggregator treating clients as annotators."""
+
+import pytest
+import torch
+
+from fedkd.errors import ConfigError
+from fedkd.federation.answers import AnswerCombiner
+
+
+def _federation_answers(truth: torch.Tensor, error_rates: list[float], gen: torch.Generator) -> dict[int, torch.Tensor]:
+    answers = {}
+    for pid, rate in enumerate(error_rates):
+        wrong = torch.rand(len(truth), generator=gen) < rate
+        answers[pid] = torch.where(wrong, torch.randint(0, 10, truth.shape, generator=gen), truth)
+    return answers
+
+
+def test_probabilities_are_averaged_and_labels_become_vote_shares():
+    probs = {0: torch.tensor([[0.8, 0.2], [0.4, 0.6]]), 1: torch.tensor([[0.6, 0.4], [0.0, 1.0]])}
+    assert torch.allclose(AnswerCombiner("mean", 2)(probs), torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
+    labels = {0: torch.tensor([0, 1]), 1: torch.tensor([0, 0]), 2: torch.tensor([0, 1])}
+    shares = AnswerCombiner("mean", 2)(labels)
+    assert torch.allclose(shares, torch.tensor([[1.0, 0.0], [1 / 3, 2 / 3]]))
+
+
+def test_an_online_aggregator_learns_which_clients_to_trust():
+    gen = torch.Generator().manual_seed(0)
+    rates = [0.1, 0.9, 0.9, 0.2, 0.9]  # two good clients, three that answer almost at random
+    combiners = {name: AnswerCombiner(name, 10, seed=0) for name in ("mean", "bila")}
+    accuracy = {name: [] for name in combiners}
+    for _ in range(5):
+        truth = torch.randint(0, 10, (200,), generator=gen)
+        answers = _federation_answers(truth, rates, gen)
+        for name, combine in combiners.items():
+            proba = combine(answers)
+            assert proba.shape == (200, 10) and torch.allclose(proba.sum(dim=1), torch.ones(200), atol=1e-5)
+            accuracy[name].append((proba.argmax(dim=1) == truth).float().mean().item())
+    assert sum(accuracy["bila"][1:]) > sum(accuracy["mean"][1:]) + 0.2  # better after its first batch
+    assert combiners["bila"].tasks_seen == 1000
+
+
+def test_state_round_trip_continues_identically():
+    gen = torch.Generator().manual_seed(1)
+    a, b = AnswerCombiner("ds", 10, seed=3), AnswerCombiner("ds", 10, seed=3)
+    first = _federation_answers(torch.randint(0, 10, (50,), generator=gen), [0.1, 0.5, 0.8], gen)
+    a(first)
+    b.load_state_dict(a.state_dict())
+    second = _federation_answers(torch.randint(0, 10, (50,), generator=gen), [0.1, 0.5, 0.8], gen)
+    assert torch.equal(a(second), b(second))
+
+
+def test_unknown_method_and_empty_answers_are_errors():
+    with pytest.raises(ConfigError, match="choose one of"):
+        AnswerCombiner("median", 10)
+    with pytest.raises(ValueError, match="no client answered"):
+        AnswerCombiner("mean", 10)({})
