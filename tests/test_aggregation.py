@@ -121,6 +121,7 @@ def test_bila_beats_majority_vote_on_the_small_bimodal_crowd():
     chunks = chunk_tasks(labels, n_chunks=5)
     bila_err = 1 - gold_accuracy(pd.concat(predict_online(BILA(10, seed=0), chunks)), gold)[0]
     mv_err = 1 - gold_accuracy(MajorityVote(10).fit_predict(labels), gold)[0]
+    assert mv_err >= 0.004  # 8 or more of the 2000 tasks: the poor half of the crowd does outvote the truth
     assert bila_err <= 0.6 * mv_err
 
 
@@ -157,3 +158,14 @@ def test_new_workers_in_a_later_chunk_get_their_own_confusion():
 def test_bila_options_are_checked():
     with pytest.raises(ConfigError, match="unknown BILA option.*bogus"):
         BILA(3, bogus=1)
+
+
+def test_benchmark_runs_on_a_small_subset(tmp_path):
+    from benchmarks.crowd_aggregation import main
+
+    main(["--sets", "bluebird", "--seeds", "1", "--synthetic-tasks", "300", "--out", str(tmp_path)])
+    runs = pd.read_csv(tmp_path / "crowd_aggregation.csv")
+    assert {"mv", "ds", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
+    assert set(runs["dataset"]) == {"bluebird", "synthetic"} and runs["accuracy"].between(0, 1).all()
+    assert "| bluebird |" in (tmp_path / "crowd_aggregation.md").read_text()
+    assert (tmp_path / "crowd_aggregation_curves.png").stat().st_size > 10_000
