@@ -12,7 +12,6 @@ sampled from /proc every 0.2 s.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import threading
 import time
@@ -25,31 +24,9 @@ import fedkd
 from fedkd.config import load_config
 from fedkd.federation.data import train_test
 from fedkd.federation.plain import run_plain_fedavg
+from fedkd.resources import tree_rss_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields[1])
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, []))
-    return total
 
 
 class PeakMemory:
@@ -61,7 +38,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak = max(self.peak, tree_rss_bytes(os.getpid()))
+            self.peak = max(self.peak, tree_rss_bytes() or 0)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

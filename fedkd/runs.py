@@ -31,7 +31,7 @@ from fedkd.config import ExperimentConfig, load_config
 from fedkd.errors import ConfigError
 
 METRIC_COLUMNS = ("round", "step", "queries", "client", "metric", "value")
-TIMING_METRICS = ("round_seconds",)
+TIMING_METRICS = ("round_seconds", "memory_mib")  # vary run to run; compare everything else
 KEEP_CHECKPOINTS = 2
 _PACKAGES = ("fedkd", "torch", "numpy", "pandas", "flwr", "ray", "diffusers", "scikit-learn", "safetensors")
 

@@ -17,6 +17,7 @@ from fedkd.errors import FedkdError
 from fedkd.federation.data import train_test
 from fedkd.federation.local import build_model
 from fedkd.progress import progress
+from fedkd.resources import tree_rss_bytes
 from fedkd.runs import RunDir
 from fedkd.seeding import seed_torch
 from fedkd.train import evaluate_accuracy
@@ -57,6 +58,9 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
         for name, value in sorted(outcome.server_metrics.items()):
             run.log(name, value, round=server_round, queries=outcome.queries)
         run.log("round_seconds", time.perf_counter() - start, round=server_round)
+        memory = tree_rss_bytes()
+        if memory is not None:
+            run.log("memory_mib", memory / 2**20, round=server_round)
         run.save_checkpoint(weights, {"test_acc": acc}, round=server_round)
         log.info("round %d: test_acc %.4f, %d clients replied", server_round, acc, len(outcome.client_metrics))
         run.log("clients_failed", len(outcome.failures), round=server_round)

@@ -12,6 +12,7 @@ from fedkd.config import load_config
 from fedkd.federation.data import client_data, client_partitions, train_test
 from fedkd.federation.local import ingest_labels, label_accuracy
 from fedkd.federation.plain import run_plain_fedavg
+from fedkd.runs import TIMING_METRICS
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
 TINY = {
@@ -25,7 +26,6 @@ TINY = {
     "client.local_epochs": 3,
     "client.lr": 0.003,
 }
-TIMINGS = {"round_seconds"}
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_round_one_sees_only_the_first_chunk(tiny):
 
 
 def _stable(metrics: pd.DataFrame) -> pd.DataFrame:
-    return metrics[~metrics["metric"].isin(TIMINGS)].reset_index(drop=True)
+    return metrics[~metrics["metric"].isin(TIMING_METRICS)].reset_index(drop=True)
 
 
 @pytest.mark.slow
