@@ -15,7 +15,7 @@ from flwr.simulation import run_simulation
 from clients.app import app as default_client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection
-from fedkd.federation.data import train_test
+from fedkd.federation.data import client_partitions
 from fedkd.runs import RunDir
 from strategies.server import make_server_app
 
@@ -24,7 +24,7 @@ def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = de
     """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
-    train_test(cfg)  # load (and cache) the data now: a bad dataset fails before Ray starts
+    client_partitions(cfg)  # load and split the data now: a bad dataset or partition fails before Ray starts
     gpus = cfg.federation.client_gpus
     run_simulation(
         server_app=make_server_app(cfg, run),

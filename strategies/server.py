@@ -14,7 +14,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedkd.config import ExperimentConfig
 from fedkd.errors import FedkdError
-from fedkd.federation.data import train_test
+from fedkd.federation.data import client_partitions, train_test
 from fedkd.federation.local import build_model
 from fedkd.progress import progress
 from fedkd.resources import tree_rss_bytes
@@ -31,6 +31,7 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
     strategy = get_strategy(cfg.federation.strategy)(cfg)
     wait_for_nodes(grid, cfg.federation.num_clients, cfg.federation.connect_timeout)
     _, test = train_test(cfg)
+    client_partitions(cfg)  # an impossible partition is the server's error, not every client's
     x_test, y_test = test.tensors(cfg.run.device)
     seed_torch(cfg.run.seed, "global-init")
     model = build_model(cfg, (test.channels, test.image_size, test.image_size), test.n_classes)
