@@ -1,0 +1,69 @@
+"""Reference query sources for the shared loop: uniform noise (the floor) and real unlabeled data (the ceiling).
+
+* ``RandomNoise``: ``x ~ U(-1, 1)^{C x H x W}``, what a user with no data and no generator can ask. A
+  trained teacher answers most such images with one or two classes, so this shows how much a
+  synthesizer adds.
+* ``RealData``: images drawn with replacement from a pool the user holds, unlabeled, from the
+  teacher's own distribution (the teacher's training split). The teacher labels them through the
+  oracle, so it is ordinary distillation on transfer data: what a user *with* data would get, at the
+  same query count.
+
+Neither learns, so a ``step`` spends no queries and every query goes to the student.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from fedkd.errors import DataError
+from fedkd.oracle import Oracle
+from fedkd.seeding import torch_generator
+
+
+class FixedSource:
+    """A query source that does not learn: ``step`` spends nothing; subclasses draw ``sample`` from ``self.rng``."""
+
+    def __init__(self, seed: int, name: str) -> None:
+        self.rng = torch_generator(seed, name)
+
+    def queries_per_step(self, batch_size: int, mode: str) -> int:
+        return 0
+
+    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> None:
+        return None
+
+    def sample(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.set_state(state["rng"])
+
+
+class RandomNoise(FixedSource):
+    """Uniform noise in the image range [-1, 1]."""
+
+    def __init__(self, channels: int, image_size: int, seed: int) -> None:
+        super().__init__(seed, "random-noise")
+        self.shape = (channels, image_size, image_size)
+
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.rand((n, *self.shape), generator=self.rng) * 2.0 - 1.0
+
+
+class RealData(FixedSource):
+    """Unlabeled images ``pool`` (N, C, H, W) in [-1, 1], drawn uniformly with replacement."""
+
+    def __init__(self, pool: torch.Tensor, seed: int) -> None:
+        if pool.dim() != 4 or len(pool) == 0:
+            raise DataError(f"a real-data pool must be a non-empty (N, C, H, W) tensor, got shape {tuple(pool.shape)}")
+        super().__init__(seed, "real-data")
+        self.pool = pool
+
+    def sample(self, n: int) -> torch.Tensor:
+        return self.pool[torch.randint(len(self.pool), (n,), generator=self.rng)]

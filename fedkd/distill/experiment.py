@@ -1,0 +1,154 @@
+"""The ``blackbox`` experiment kind: distil a saved teacher through a query oracle, logged by queries spent.
+
+``fedkd run simulations/tandemgan_mnist.toml`` loads the teacher named in ``[teacher]``, wraps it in a
+``ModelOracle`` (``[distill] mode`` and ``budget``), builds the query source named by
+``[distill] method`` (``tandemgan``, ``dfme``, ``random`` or ``real``) and runs the shared loop. It logs
+``teacher_acc`` once, then every ``eval_every`` queries ``queries``, ``test_acc`` (the student on the
+teacher's test split, which neither the teacher nor the student trains on), ``fidelity`` (agreement
+with the teacher's labels there) and ``train_loss``, and at the end the time split
+``seconds/teacher``, ``seconds/generator``, ``seconds/student`` with ``queries_per_second`` and
+``student_steps_per_second``. The teacher's test-split labels for ``fidelity`` are computed once
+from the model directly: evaluation is the harness's, not the distiller's, and spends no queries.
+
+Checkpoints (student, generator, optimizers, random-stream states, query count) are written every
+``checkpoint_every`` queries and at the end; ``--resume`` continues from the last one and ends with the
+same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
+from fedkd.distill.dfme import DFMEConfig
+from fedkd.distill.loop import BlackBoxDistiller, DistillConfig, QuerySynthesizer
+from fedkd.distill.tandemgan import TandemGANConfig
+from fedkd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedkd.data import ImageDataset
+    from fedkd.runs import RunDir
+    from fedkd.teachers import TeacherInfo
+
+
+@dataclass
+class TeacherSection:
+    """Which saved teacher the oracle answers with (a ``fedkd teacher train --out`` directory)."""
+
+    path: str = "teachers/mnist5k-lenet5"
+
+
+def resolve_teacher_path(path: str) -> Path:
+    """``path`` as given if it exists, else relative to the source tree (so shipped teachers resolve from anywhere)."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    shipped = Path(__file__).resolve().parents[2] / given
+    return shipped if shipped.exists() else given
+
+
+def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageDataset) -> QuerySynthesizer:
+    """The query source ``cfg.distill.method`` names, seeded from the run seed."""
+    from fedkd.distill.baselines import RandomNoise, RealData
+    from fedkd.distill.dfme import DFME
+    from fedkd.distill.tandemgan import TandemGAN
+
+    method, seed = cfg.distill.method, cfg.run.seed
+    if method == "tandemgan":
+        return TandemGAN(cfg.tandemgan, info.channels, info.image_size, seed)
+    if method == "dfme":
+        return DFME(cfg.dfme, info.channels, info.image_size, seed)
+    if method == "random":
+        return RandomNoise(info.channels, info.image_size, seed)
+    return RealData(train.tensors()[0], seed)
+
+
+def evaluate_student(student: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     teacher_labels: torch.Tensor) -> dict[str, float]:
+    """``test_acc`` against the true labels and ``fidelity`` against the teacher's labels."""
+    from fedkd.train import predict_logits
+
+    predicted = predict_logits(student, x).argmax(1)
+    return {"test_acc": float((predicted == y).float().mean()),
+            "fidelity": float((predicted == teacher_labels).float().mean())}
+
+
+def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
+    """Run one black-box distillation as configured; see the module docstring for what is logged."""
+    from fedkd.models import build_classifier
+    from fedkd.oracle import ModelOracle
+    from fedkd.seeding import seed_torch
+    from fedkd.teachers import load_teacher, teacher_splits
+    from fedkd.train import predict_logits
+
+    settings: DistillConfig = cfg.distill
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    teacher = load_teacher(resolve_teacher_path(cfg.teacher.path), dataset=cfg.data.dataset)
+    info = teacher.info
+    if cfg.data.test_fraction != info.test_fraction:
+        raise ConfigError(f"data.test_fraction = {cfg.data.test_fraction} differs from the teacher's split "
+                          f"({info.test_fraction}); the student must be measured on the teacher's test split")
+    train, test = teacher_splits(info, cfg.data.path)
+    x_test, y_test = test.tensors()
+    teacher_labels = predict_logits(teacher.model, x_test).argmax(1)
+
+    seed_torch(cfg.run.seed, "student", "init")
+    student = build_classifier(settings.student_model, info.channels, info.image_size, info.n_classes)
+    checkpoint = rundir.load_checkpoint()
+    if checkpoint is not None and checkpoint.state.get("complete"):
+        return
+    oracle = ModelOracle(teacher.model, mode=settings.mode, budget=settings.budget,
+                         used=0 if checkpoint is None else checkpoint.state["queries"])
+    distiller = BlackBoxDistiller(student, oracle, build_synthesizer(cfg, info, train), settings)
+
+    def evaluate() -> None:
+        step, used = distiller.iterations, oracle.used
+        rundir.log("queries", used, step=step, queries=used)
+        for metric, value in evaluate_student(student, x_test, y_test, teacher_labels).items():
+            rundir.log(metric, value, step=step, queries=used)
+
+    def save(complete: bool) -> None:
+        tensors, state = distiller.state()
+        rundir.save_checkpoint(tensors, {**state, "complete": complete}, step=distiller.iterations)
+
+    if checkpoint is None:
+        rundir.log("teacher_acc", float((teacher_labels == y_test).float().mean()), step=0, queries=0)
+        evaluate()
+    else:
+        distiller.load_state(checkpoint.tensors, checkpoint.state)
+
+    def on_iteration(d: BlackBoxDistiller, loss: float) -> None:
+        used, before = d.oracle.used, d.oracle.used - d.iteration_cost
+        if used // settings.eval_every > before // settings.eval_every or not d.can_step():
+            rundir.log("train_loss", loss, step=d.iterations, queries=used)
+            evaluate()
+        if used // settings.checkpoint_every > before // settings.checkpoint_every and d.can_step():
+            save(complete=False)
+
+    distiller.run(on_iteration, desc=f"{settings.method}/{settings.mode}")
+    _log_speed(rundir, distiller)
+    save(complete=True)
+
+
+def _log_speed(rundir: RunDir, distiller: BlackBoxDistiller) -> None:
+    step, used = distiller.iterations, distiller.oracle.used
+    seconds = distiller.seconds
+    total = sum(seconds.values()) or float("nan")
+    for part, value in seconds.items():
+        rundir.log(f"seconds/{part}", value, step=step, queries=used)
+    rundir.log("queries_per_second", used / total, step=step, queries=used)
+    rundir.log("student_steps_per_second", distiller.student_updates / total, step=step, queries=used)
+
+
+EXPERIMENT = ExperimentKind(
+    sections={"data": DataSection, "teacher": TeacherSection, "distill": DistillConfig,
+              "tandemgan": TandemGANConfig, "dfme": DFMEConfig},
+    run=run_blackbox,
+    description="black-box data-free distillation of a saved teacher through a query oracle "
+                "(TandemGAN, DFME, random noise, real-data KD)",
+)
