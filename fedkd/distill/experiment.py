@@ -86,6 +86,8 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.train import predict_logits
 
     settings: DistillConfig = cfg.distill
+    if cfg.run.device != "cpu":
+        raise ConfigError(f"run.device = {cfg.run.device!r}: blackbox runs support only 'cpu' so far")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     teacher = load_teacher(resolve_teacher_path(cfg.teacher.path), dataset=cfg.data.dataset)
