@@ -51,7 +51,7 @@ class DistillConfig:
     student_model: str = "lenet5"
     student_optimizer: Literal["rmsprop", "adam", "sgd"] = "adam"
     student_lr: float = 1e-3
-    eval_every: int = 25_000
+    eval_every: int = 10_000
     checkpoint_every: int = 250_000
     threads: int = 1
 
