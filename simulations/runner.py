@@ -14,7 +14,9 @@ from flwr.simulation import run_simulation
 
 from clients.app import app as default_client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
-from fedkd.federation.config import ClientSection, CrowdSection, FederationSection
+from fedkd.distill.loop import DistillConfig
+from fedkd.distill.tandemgan import TandemGANConfig
+from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
 from fedkd.federation.data import client_partitions
 from fedkd.runs import RunDir
 from strategies.server import make_server_app
@@ -50,7 +52,15 @@ SIMULATION_ENV = {
 }
 
 EXPERIMENT = ExperimentKind(
-    sections={"data": DataSection, "federation": FederationSection, "crowd": CrowdSection, "client": ClientSection},
+    sections={
+        "data": DataSection,
+        "federation": FederationSection,
+        "crowd": CrowdSection,
+        "client": ClientSection,
+        "query": QuerySection,
+        "distill": DistillConfig,
+        "tandemgan": TandemGANConfig,
+    },
     run=run_federated,
     description="federated training on noisy crowd labels (Flower simulation, Ray backend)",
 )

@@ -18,6 +18,7 @@ from clients.protocol import ARRAYS, METRICS, NUM_EXAMPLES, PARTITION, instructi
 from fedkd.config import ExperimentConfig
 from fedkd.errors import ConfigError
 from strategies.base import FederatedStrategy, RoundOutcome
+from strategies.messaging import reply_metrics
 
 
 class OrderedReplies:
@@ -73,9 +74,7 @@ class FedAvg(FederatedStrategy):
         replies = list(grid.send_and_receive(messages, timeout=timeout))
         aggregated, _ = self.flower.aggregate_train(server_round, replies)
         client_metrics = {
-            int(m.content[METRICS][PARTITION]): {
-                k: float(v) for k, v in m.content[METRICS].items() if k not in (PARTITION, NUM_EXAMPLES)
-            }
+            int(m.content[METRICS][PARTITION]): reply_metrics(m)
             for m in sorted(replies, key=_reply_order)
             if m.has_content()
         }

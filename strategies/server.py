@@ -15,7 +15,6 @@ from flwr.serverapp import Grid, ServerApp
 from fedkd.config import ExperimentConfig
 from fedkd.errors import FedkdError
 from fedkd.federation.data import client_partitions, train_test
-from fedkd.federation.local import build_model
 from fedkd.progress import progress
 from fedkd.resources import tree_rss_bytes
 from fedkd.runs import RunDir
@@ -24,6 +23,7 @@ from fedkd.train import evaluate_accuracy
 from strategies.registry import get_strategy
 
 log = logging.getLogger("fedkd")
+MODEL_PREFIX, STRATEGY_PREFIX = "model/", "strategy/"
 
 
 def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
@@ -34,14 +34,15 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
     client_partitions(cfg)  # an impossible partition is the server's error, not every client's
     x_test, y_test = test.tensors(cfg.run.device)
     seed_torch(cfg.run.seed, "global-init")
-    model = build_model(cfg, (test.channels, test.image_size, test.image_size), test.n_classes)
+    model = strategy.build_global_model((test.channels, test.image_size, test.image_size), test.n_classes)
     checkpoint = run.load_checkpoint()
     if checkpoint is None:
         first = 1
         run.log("test_acc", evaluate_accuracy(model, x_test, y_test), round=0)
     else:
         first = checkpoint.round + 1
-        model.load_state_dict(checkpoint.tensors)
+        model.load_state_dict(_unprefix(checkpoint.tensors, MODEL_PREFIX))
+        strategy.load_state(_unprefix(checkpoint.tensors, STRATEGY_PREFIX), checkpoint.state["strategy"])
         log.info("resuming %s after round %d", run.path, checkpoint.round)
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     for server_round in progress(
@@ -62,13 +63,20 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
         memory = tree_rss_bytes()
         if memory is not None:
             run.log("memory_mib", memory / 2**20, round=server_round)
-        run.save_checkpoint(weights, {"test_acc": acc}, round=server_round)
+        strategy_tensors, strategy_state = strategy.state()
+        tensors = {MODEL_PREFIX + k: v for k, v in weights.items()}
+        tensors.update({STRATEGY_PREFIX + k: v for k, v in strategy_tensors.items()})
+        run.save_checkpoint(tensors, {"test_acc": acc, "strategy": strategy_state}, round=server_round)
         log.info("round %d: test_acc %.4f, %d clients replied", server_round, acc, len(outcome.client_metrics))
         run.log("clients_failed", len(outcome.failures), round=server_round)
         for failure in outcome.failures:
             log.warning("round %d: a client dropped out of this round: %s", server_round, failure)
         if not outcome.client_metrics:
             log.warning("round %d: no client replied; the global model is unchanged", server_round)
+
+
+def _unprefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> None:

@@ -98,3 +98,25 @@ class ClientSection:
                 f"client.local_epochs and client.batch_size must be >= 1 and client.lr > 0, "
                 f"got {self.local_epochs}, {self.batch_size}, {self.lr}"
             )
+
+
+@dataclass
+class QuerySection:
+    """How data-free strategies (``feddf``, ``fedtandem``) ask the clients.
+
+    The student, query budget and batch come from ``[distill]`` (the budget is spread evenly over the
+    rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in
+    label mode) or an aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
+    ``public_dataset`` is FedDF's unlabeled public data, resized to the clients' images.
+    """
+
+    combine: str = "mean"
+    public_dataset: str = "digits28"
+    eval_ensemble: bool = True
+
+    def validate(self) -> None:
+        from fedkd.aggregation import AGGREGATORS
+        from fedkd.data import DATASETS
+
+        require_choice("query.combine", self.combine, ["mean", *AGGREGATORS])
+        require_choice("query.public_dataset", self.public_dataset, DATASETS)
