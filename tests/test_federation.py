@@ -122,3 +122,24 @@ def test_a_failing_client_is_dropped_from_its_round_not_the_run(tiny, tmp_path):
     assert metrics.query("metric == 'clients_failed'")["value"].tolist() == [1.0, 1.0]
     assert set(metrics["client"].dropna()) == {"0", "2"}
     assert metrics.query("metric == 'test_acc' and round == 2")["value"].iloc[0] > 0.3
+
+
+def test_bila_state_carries_over_rounds(tiny):
+    """A client's BILA labels chunk t with what it learnt on chunks < t, not from chunk t alone."""
+    from fedkd.aggregation import build_aggregator
+    from fedkd.seeding import derive_seed
+
+    cfg = tiny.replace({"client.aggregator": "bila", "crowd.chunks": 3})
+    data = client_data(cfg, 0)
+    state = ingest_labels(cfg, data, ingest_labels(cfg, data, None, 1), 2)
+    chunk2 = data.chunks[1]
+    emitted = state.labels[chunk2["task"].unique()]
+
+    online = build_aggregator("bila", data.n_classes, seed=derive_seed(cfg.run.seed, "aggregator", 0))
+    online.partial_fit(data.chunks[0]).partial_fit(chunk2)
+    assert (online.predict(chunk2).to_numpy() == emitted).all()
+    assert len(online.worker_confusions()) == cfg.crowd.annotators_per_client
+    assert state.aggregator["n_chunks_seen"] == 2
+    fresh = build_aggregator("bila", data.n_classes, seed=derive_seed(cfg.run.seed, "aggregator", 0))
+    fresh.partial_fit(chunk2)  # no memory of chunk 1: different estimates of the annotators
+    assert not np.allclose(fresh.state_dict()["conf_logits_"], state.aggregator["conf_logits_"])

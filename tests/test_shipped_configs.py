@@ -1,0 +1,27 @@
+"""The shipped experiment configs load, and the federated ones share one federation so they compare directly."""
+
+from pathlib import Path
+
+import pytest
+
+from fedkd.config import load_config
+
+SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
+FEDERATED = ["fed_avg", "fed_tandem", "fed_df"]
+
+
+@pytest.mark.parametrize("path", sorted(SIMULATIONS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_config_is_valid(path):
+    cfg = load_config(path)
+    assert cfg.run.name
+
+
+def test_federated_configs_share_their_default_federation():
+    configs = {name: load_config(SIMULATIONS / f"{name}.toml").to_dict() for name in FEDERATED}
+    reference = configs[FEDERATED[0]]
+    for name, cfg in configs.items():
+        for section in ("data", "crowd", "client"):
+            assert cfg[section] == reference[section], f"{name}.{section} differs from {FEDERATED[0]}"
+        fed = {k: v for k, v in cfg["federation"].items() if k != "strategy"}
+        assert fed == {k: v for k, v in reference["federation"].items() if k != "strategy"}, name
+        assert cfg["federation"]["alpha"] == 0.1 and cfg["federation"]["num_clients"] == 10
