@@ -19,6 +19,7 @@ from clients.protocol import (
     ANSWERS,
     ARRAYS,
     CONFIG,
+    LABEL_COUNTS,
     METRICS,
     NUM_EXAMPLES,
     PARTITION,
@@ -28,7 +29,14 @@ from clients.protocol import (
     read_instruction_config,
 )
 from fedkd.federation.data import client_data
-from fedkd.federation.local import ClientState, answer_queries, ingest_labels, local_train, own_model_round
+from fedkd.federation.local import (
+    ClientState,
+    answer_queries,
+    ingest_labels,
+    label_counts,
+    local_train,
+    own_model_round,
+)
 
 STATE_KEY = "fedkd-client-state"
 
@@ -48,7 +56,8 @@ def train(msg: Message, context: Context) -> Message:
         reply = RecordDict({ARRAYS: ArrayRecord.from_torch_state_dict(result.weights)})
     else:
         state = own_model_round(cfg, data, _load_state(context), server_round)
-        examples, metrics = int((state.labels >= 0).sum()), state.last_metrics
+        examples = int((state.labels >= 0).sum())
+        metrics = {**state.last_metrics, LABEL_COUNTS: label_counts(state.labels, data.n_classes)}
         reply = RecordDict()
     _save_state(context, state)
     reply[METRICS] = MetricRecord({NUM_EXAMPLES: examples, PARTITION: partition_id, **metrics})

@@ -5,7 +5,7 @@ rebuilds its data, labels and model from the config and its ``partition-id``. Ke
 
 * ``train`` with ``arrays``: train the global weights on the local labels, reply with weights (FedAvg).
 * ``train`` without ``arrays``: train the node's own model, reply with metrics only (data-free strategies:
-  weights never leave the node).
+  weights never leave the node) and ``label-counts``, the histogram of its aggregated labels.
 * ``query``: ``queries`` holds a batch ``x``; the reply's ``answers`` holds class indices (``query-mode`` =
   ``"label"``) or probabilities (``"proba"``) from the node's own model.
 """
@@ -30,6 +30,7 @@ QUERIES = "queries"
 ANSWERS = "answers"
 QUERY_MODE = "query-mode"
 TENSOR = "x"
+LABEL_COUNTS = "label-counts"
 
 
 def instruction_config(cfg: ExperimentConfig, server_round: int) -> ConfigRecord:

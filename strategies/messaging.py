@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
-from clients.protocol import METRICS, NUM_EXAMPLES, PARTITION
+from clients.protocol import LABEL_COUNTS, METRICS, NUM_EXAMPLES, PARTITION
 
 
 @dataclass
@@ -41,5 +41,5 @@ def broadcast(grid: Grid, message_type: str, content: RecordDict, timeout: float
 
 
 def reply_metrics(msg: Message) -> dict[str, float]:
-    """A client reply's metrics, without the bookkeeping keys (partition id, example count)."""
-    return {k: float(v) for k, v in msg.content[METRICS].items() if k not in (PARTITION, NUM_EXAMPLES)}
+    """A client reply's metrics, without the bookkeeping keys (partition id, example count, label counts)."""
+    return {k: float(v) for k, v in msg.content[METRICS].items() if k not in (PARTITION, NUM_EXAMPLES, LABEL_COUNTS)}

@@ -26,7 +26,7 @@ import torch
 from flwr.app import ArrayRecord, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from clients.protocol import ANSWERS, CONFIG, QUERIES, QUERY_MODE, TENSOR, instruction_config
+from clients.protocol import ANSWERS, CONFIG, LABEL_COUNTS, METRICS, QUERIES, QUERY_MODE, TENSOR, instruction_config
 from fedkd.config import ExperimentConfig
 from fedkd.data import load_dataset
 from fedkd.distill.loop import BlackBoxDistiller, QuerySynthesizer
@@ -64,6 +64,7 @@ class QueryDistillation(FederatedStrategy):
         self.grid: Grid | None = None
         self.server_round = 0
         self.failures: list[str] = []
+        self.label_counts: dict[int, list[int]] = {}
 
     def build_global_model(self, data_shape: tuple[int, int, int], n_classes: int) -> torch.nn.Module:
         student = build_classifier(self.cfg.distill.student_model, data_shape[0], data_shape[1], n_classes)
@@ -83,6 +84,8 @@ class QueryDistillation(FederatedStrategy):
         trained = broadcast(grid, MessageType.TRAIN, RecordDict({CONFIG: self._config()}), fed.round_timeout)
         self.failures += trained.failures
         client_metrics = {pid: reply_metrics(msg) for pid, msg in trained.replies.items()}
+        self.label_counts = {pid: list(msg.content[METRICS][LABEL_COUNTS]) for pid, msg in trained.replies.items()}
+        self.combiner.set_label_counts(self.label_counts)
 
         self.distiller.student.load_state_dict(weights)
         cap = min(self.cfg.distill.budget, math.ceil(self.cfg.distill.budget * server_round / fed.num_rounds))
@@ -120,7 +123,10 @@ class QueryDistillation(FederatedStrategy):
         return torch.log(self.combiner(self._answers(x, self.oracle.mode)).clamp_min(1e-8))
 
     def _evaluate_ensemble(self) -> dict[str, float]:
-        ensemble = AnswerCombiner("mean", self.n_classes)(self._answers(self.x_test, self.cfg.distill.mode))
+        method = "class_aware" if self.cfg.query.combine == "class_aware" else "mean"
+        reference = AnswerCombiner(method, self.n_classes)
+        reference.set_label_counts(self.label_counts)
+        ensemble = reference(self._answers(self.x_test, self.cfg.distill.mode))
         predicted = ensemble.argmax(dim=1)
         student = self.distiller.student
         student.eval()

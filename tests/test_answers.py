@@ -54,3 +54,17 @@ def test_unknown_method_and_empty_answers_are_errors():
         AnswerCombiner("median", 10)
     with pytest.raises(ValueError, match="no client answered"):
         AnswerCombiner("mean", 10)({})
+
+
+def test_class_aware_weighs_each_client_by_its_share_of_the_class():
+    # Client 0 saw only class 0, client 1 only class 1: each one's vote counts for the class it knows.
+    combine = AnswerCombiner("class_aware", 2)
+    combine.set_label_counts({0: [10, 0], 1: [0, 10], 2: [5, 5]})
+    confident = {0: torch.tensor([[0.9, 0.1]]), 1: torch.tensor([[0.2, 0.8]]), 2: torch.tensor([[0.5, 0.5]])}
+    proba = combine(confident)
+    expected = torch.tensor([[0.9 * 10 / 15 + 0.5 * 5 / 15, 0.8 * 10 / 15 + 0.5 * 5 / 15]])
+    assert torch.allclose(proba, expected / expected.sum())
+    labels = combine({0: torch.tensor([0, 0]), 1: torch.tensor([0, 1]), 2: torch.tensor([1, 1])})
+    assert labels.argmax(dim=1).tolist() == [0, 1]  # a client's vote for a class it never saw weighs nothing
+    with pytest.raises(ValueError, match="no label counts for clients \\[3\\]"):
+        combine({3: torch.tensor([0])})

@@ -106,17 +106,18 @@ class QuerySection:
 
     The student, query budget and batch come from ``[distill]`` (the budget is spread evenly over the
     rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in
-    label mode) or an aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
+    label mode), ``class_aware`` (each client weighed per class by its share of that class's labels), or an
+    aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
     ``public_dataset`` is FedDF's unlabeled public data, resized to the clients' images.
     """
 
-    combine: str = "mean"
+    combine: str = "class_aware"
     public_dataset: str = "digits28"
     eval_ensemble: bool = True
 
     def validate(self) -> None:
-        from fedkd.aggregation import AGGREGATORS
         from fedkd.data import DATASETS
+        from fedkd.federation.answers import combine_choices
 
-        require_choice("query.combine", self.combine, ["mean", *AGGREGATORS])
+        require_choice("query.combine", self.combine, combine_choices())
         require_choice("query.public_dataset", self.public_dataset, DATASETS)

@@ -62,6 +62,11 @@ def ingest_labels(cfg: ExperimentConfig, data: ClientData, state: ClientState | 
     return replace(state, round=max(round, state.round), labels=labels, aggregator=agg.state_dict())
 
 
+def label_counts(labels: np.ndarray, n_classes: int) -> list[int]:
+    """How many of the client's items carry each aggregated label: what class-aware answer combination weighs by."""
+    return np.bincount(labels[labels >= 0], minlength=n_classes).tolist()
+
+
 def label_accuracy(data: ClientData, labels: np.ndarray) -> float:
     """Agreement of the client's aggregated labels with the hidden truth, over the items labelled so far."""
     known = labels >= 0
