@@ -2,7 +2,7 @@
 
 ``fedkd run simulations/tandemgan_mnist.toml`` loads the teacher named in ``[teacher]``, wraps it in a
 ``ModelOracle`` (``[distill] mode`` and ``budget``), builds the query source named by
-``[distill] method`` (``tandemgan``, ``dfme``, ``random`` or ``real``) and runs the shared loop. It logs
+``[distill] method`` (``tandemgan``, ``dfme``, ``random``, ``real`` or ``aedm``) and runs the shared loop. It logs
 ``teacher_acc`` once, then every ``eval_every`` queries ``queries``, ``test_acc`` (the student on the
 teacher's test split, which neither the teacher nor the student trains on), ``fidelity`` (agreement
 with the teacher's labels there) and ``train_loss``, and at the end the time split
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
+from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.dfme import DFMEConfig
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig, QuerySynthesizer
 from fedkd.distill.tandemgan import TandemGANConfig
@@ -53,6 +54,7 @@ def resolve_teacher_path(path: str) -> Path:
 
 def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageDataset) -> QuerySynthesizer:
     """The query source ``cfg.distill.method`` names, seeded from the run seed."""
+    from fedkd.distill.aedm import AEDM, load_aedm_prior
     from fedkd.distill.baselines import RandomNoise, RealData
     from fedkd.distill.dfme import DFME
     from fedkd.distill.tandemgan import TandemGAN
@@ -64,6 +66,11 @@ def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageData
         return DFME(cfg.dfme, info.channels, info.image_size, seed)
     if method == "random":
         return RandomNoise(info.channels, info.image_size, seed)
+    if method == "aedm":
+        if cfg.distill.student_steps != 0:
+            raise ConfigError(f"distill.method = 'aedm' needs distill.student_steps = 0 (got "
+                              f"{cfg.distill.student_steps}): every query must reach AEDM's replay memory")
+        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, info.dataset, info.channels), info.image_size, seed)
     return RealData(train.tensors()[0], seed)
 
 
@@ -149,8 +156,8 @@ def _log_speed(rundir: RunDir, distiller: BlackBoxDistiller) -> None:
 
 EXPERIMENT = ExperimentKind(
     sections={"data": DataSection, "teacher": TeacherSection, "distill": DistillConfig,
-              "tandemgan": TandemGANConfig, "dfme": DFMEConfig},
+              "tandemgan": TandemGANConfig, "dfme": DFMEConfig, "aedm": AEDMConfig},
     run=run_blackbox,
     description="black-box data-free distillation of a saved teacher through a query oracle "
-                "(TandemGAN, DFME, random noise, real-data KD)",
+                "(TandemGAN, DFME, AEDM, random noise, real-data KD)",
 )

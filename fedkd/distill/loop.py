@@ -37,13 +37,14 @@ STUDENT_OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
 class DistillConfig:
     """The shared loop's settings: the method, the oracle's answer mode and budget, and the student's training.
 
-    ``student_steps`` fresh query batches follow each synthesizer step (DFME's ``n_S = 5``).
+    ``student_steps`` fresh query batches follow each synthesizer step (DFME's ``n_S = 5``); 0 leaves the
+    student to the batch the synthesizer returns (AEDM, whose batches must all reach its memory).
     ``eval_every`` and ``checkpoint_every`` are in queries. ``threads`` is torch's thread count for the
     run (0 keeps torch's default): these small networks run fastest on one thread, and five times
     slower on two threads of a busy 2-core machine.
     """
 
-    method: Literal["tandemgan", "dfme", "random", "real"] = "tandemgan"
+    method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
     mode: Literal["label", "proba"] = "label"
     budget: int = 1_000_000
     batch_size: int = 256
@@ -56,9 +57,11 @@ class DistillConfig:
     threads: int = 1
 
     def validate(self) -> None:
-        for name in ("budget", "batch_size", "student_steps", "eval_every", "checkpoint_every"):
+        for name in ("budget", "batch_size", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"distill.{name} must be >= 1, got {getattr(self, name)}")
+        if self.student_steps < 0:
+            raise ConfigError(f"distill.student_steps must be >= 0, got {self.student_steps}")
         if not self.student_lr > 0:
             raise ConfigError(f"distill.student_lr must be > 0, got {self.student_lr}")
         if self.threads < 0:
@@ -139,6 +142,9 @@ class BlackBoxDistiller:
         self.optimizer = make_student_optimizer(student, config.student_optimizer, config.student_lr)
         self.iterations = 0
         self.student_updates = 0
+        if self.iteration_cost < 1:
+            raise ConfigError(f"distill.method = {config.method!r} spends no queries of its own: "
+                              f"distill.student_steps must be >= 1, got {config.student_steps}")
 
     @property
     def iteration_cost(self) -> int:

@@ -1,0 +1,276 @@
+"""AEDM: black-box distillation with queries steered through a diffusion prior trained on public data.
+
+A user holds a label- or probability-only teacher and a diffusion model ``D`` trained on *public* data
+that is related to, but not, the teacher's training data (here: the teacher learnt ``mnist5k``, real
+MNIST; the prior learnt the UCI ``digits``, other writers scanned at 8x8 -- see ``load_aedm_prior``).
+Instead of training a generator against the student, AEDM optimises the prior's input noise, so every
+query is a decoded image of the prior that the current student is unsure about. Per query batch:
+
+1. **steer** (no teacher query): ``x_T ~ N(0, I)``, then ``steer_steps`` Adam steps on
+
+       max_{x_T}  mean_i H(S(D(x_T)_i))  +  lambda * H(mean_i S(D(x_T)_i)),
+
+   with ``D`` the prior's DDIM sampler (eta 0, ``sampling_steps`` steps, gradients through the last
+   ``grad_last_k`` of them and straight through the rest) and ``S`` the student. The first term picks
+   the images the student is least sure of; the second (the batch's marginal entropy, as in TandemGAN)
+   keeps the batch spread over classes. After each step every ``x_T`` is rescaled to norm ``sqrt(d)``,
+   the shell where a d-dimensional Gaussian lives, so steering moves *along* the prior's inputs and
+   never towards the atypical noise the prior has not learnt to decode;
+2. **decode and query**: ``x = up(D(x_T))`` (bilinear to the teacher's size), ``a = T(x)``: ``B`` queries;
+3. **store** ``(x, a)`` in a replay memory (the prior's small images, re-upsampled when used);
+4. **one online student step**, taken by the shared loop, on the fresh batch plus ``replay_batches``
+   augmented batches from the memory;
+5. when the oracle's budget cannot pay for another batch: **offline training** of the student on the
+   whole memory for ``offline_epochs`` epochs with random affine augmentation (its own Adam,
+   ``offline_lr``). Queries are the scarce resource, so each paid-for answer is reused many times.
+
+``steer = false`` skips step 1 (plain prior samples): the ablation that shows what steering adds.
+Each batch costs exactly ``B`` queries; the loop must take no fresh student batches
+(``distill.student_steps = 0``), because its batches would not reach the memory.
+
+>>> import torch
+>>> from fedkd.models.diffusion import DiffusionConfig, DiffusionModel
+>>> from fedkd.oracle import ModelOracle
+>>> prior = DiffusionModel(DiffusionConfig(image_size=8, widths=(8, 16), num_train_steps=16)).eval()
+>>> teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+>>> student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+>>> aedm = AEDM(AEDMConfig(sampling_steps=2, grad_last_k=1, steer_steps=1, offline_epochs=0), prior, 28, seed=0)
+>>> oracle = ModelOracle(teacher, mode="label", budget=32)
+>>> x, labels = aedm.step(student, oracle, batch_size=16)
+>>> x.shape, labels.shape, oracle.used, len(aedm)
+(torch.Size([32, 1, 28, 28]), torch.Size([32]), 16, 16)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedkd.distill.loop import AnsweredBatch
+from fedkd.distill.losses import disagreement, marginal_entropy, prediction_entropy
+from fedkd.errors import ConfigError
+from fedkd.models.diffusion import DiffusionModel, resize_images
+from fedkd.oracle import Oracle
+from fedkd.seeding import torch_generator
+
+
+@dataclass
+class AEDMConfig:
+    """AEDM's hyper-parameters (the ``[aedm]`` config section); see the module docstring for each step.
+
+    ``prior`` is a ``fedkd prior train --out`` directory whose metadata must name ``prior_dataset``.
+    ``augment_shift`` (pixels), ``augment_degrees`` and ``augment_scale`` bound the random affine map of
+    the offline and replay batches.
+    """
+
+    section: ClassVar[str] = "aedm"
+    prior: str = "pretrained/prior-digits"
+    prior_dataset: str = "digits"
+    steer: bool = True
+    sampling_steps: int = 8
+    grad_last_k: int = 2
+    steer_steps: int = 5
+    steer_lr: float = 0.1
+    balance_weight: float = 1.0
+    replay_batches: int = 1
+    offline_epochs: int = 30
+    offline_batch_size: int = 128
+    offline_lr: float = 1e-3
+    augment_shift: float = 2.0
+    augment_degrees: float = 10.0
+    augment_scale: float = 0.1
+
+    def validate(self) -> None:
+        for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("grad_last_k", "replay_batches", "offline_epochs", "balance_weight",
+                     "augment_shift", "augment_degrees", "augment_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"aedm.{name} must be >= 0, got {getattr(self, name)}")
+        if self.grad_last_k > self.sampling_steps:
+            raise ConfigError(f"aedm.grad_last_k ({self.grad_last_k}) must be <= aedm.sampling_steps "
+                              f"({self.sampling_steps})")
+        for name in ("steer_lr", "offline_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"aedm.{name} must be > 0, got {getattr(self, name)}")
+
+
+def random_affine(x: torch.Tensor, shift: float, degrees: float, scale: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) in [-1, 1] moved by its own random rotation, scale and shift.
+
+    Rotation is uniform in ``±degrees``, scale in ``1 ± scale``, shift in ``±shift`` pixels; pixels
+    that come from outside the image are background (-1).
+    """
+    n, size = len(x), x.shape[-1]
+    uniform = torch.rand((n, 4), generator=generator) * 2 - 1
+    angle = uniform[:, 0] * math.radians(degrees)
+    zoom = 1 + uniform[:, 1] * scale
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    theta = torch.stack([torch.stack([cos, -sin, uniform[:, 2] * shift * 2 / size], 1),
+                         torch.stack([sin, cos, uniform[:, 3] * shift * 2 / size], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False) - 1
+
+
+#: Datasets made from another one (``digits28`` is ``digits`` upsampled): a prior on either has seen both.
+DERIVED_FROM: dict[str, str] = {"digits28": "digits"}
+
+
+def load_aedm_prior(config: AEDMConfig, teacher_dataset: str, channels: int) -> DiffusionModel:
+    """The prior ``config.prior`` names, checked to be public data with respect to the teacher.
+
+    The loader refuses a missing file, a checksum mismatch, or metadata whose dataset is not
+    ``config.prior_dataset`` or whose channels differ from the teacher's; this function also refuses a
+    prior trained on the teacher's own training data (or data derived from the same source), because
+    then AEDM would not be data-free.
+    """
+    from fedkd.distill.experiment import resolve_teacher_path
+    from fedkd.models.diffusion import load_prior
+
+    source = DERIVED_FROM.get(teacher_dataset, teacher_dataset)
+    if DERIVED_FROM.get(config.prior_dataset, config.prior_dataset) == source:
+        raise ConfigError(f"aedm.prior_dataset = {config.prior_dataset!r} is the teacher's own data "
+                          f"({teacher_dataset!r}); the prior must learn public data the teacher never saw")
+    return load_prior(resolve_teacher_path(config.prior),
+                      expect={"dataset": config.prior_dataset, "channels": channels})
+
+
+class AEDM:
+    """The AEDM query source for the shared loop; see the module docstring for the method.
+
+    ``prior`` decodes noise to images (``load_aedm_prior``); ``image_size`` is the teacher's. ``seconds``
+    splits this source's own time into ``steer`` (noise optimisation and decoding) and ``offline``.
+    """
+
+    def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int) -> None:
+        config.validate()
+        self.config, self.prior, self.image_size = config, prior, image_size
+        self.rng = torch_generator(seed, "aedm", "noise")
+        self.augment_rng = torch_generator(seed, "aedm", "augment")
+        self.memory_x: list[torch.Tensor] = []
+        self.memory_answers: list[torch.Tensor] = []
+        self.offline_done = False
+        self.seconds = {"steer": 0.0, "offline": 0.0}
+
+    def __len__(self) -> int:
+        """Queries stored in the replay memory."""
+        return sum(len(x) for x in self.memory_x)
+
+    def queries_per_step(self, batch_size: int, mode: str) -> int:
+        return batch_size
+
+    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> AnsweredBatch:
+        """Steer, decode, query and store one batch; return it with replayed batches for the online step.
+
+        When the budget left cannot pay for another batch, train the student offline on the memory first.
+        """
+        start = time.perf_counter()
+        small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
+        self.seconds["steer"] += time.perf_counter() - start
+        x = resize_images(small, self.image_size)
+        answers = oracle(x)
+        self.memory_x.append(small)
+        self.memory_answers.append(answers)
+        xs, ys = [x], [answers]
+        for _ in range(self.config.replay_batches):
+            replay_x, replay_answers = self.replay(batch_size)
+            xs.append(replay_x)
+            ys.append(replay_answers)
+        if oracle.remaining is not None and oracle.remaining < batch_size and not self.offline_done:
+            self.train_offline(student, oracle.mode)
+        return torch.cat(xs), torch.cat(ys)
+
+    def noise(self, n: int) -> torch.Tensor:
+        """``n`` starting noises ``x_T ~ N(0, I)`` of the prior's shape."""
+        shape = (self.prior.config.channels, self.prior.config.image_size, self.prior.config.image_size)
+        return torch.randn((n, *shape), generator=self.rng)
+
+    def decode(self, x_T: torch.Tensor) -> torch.Tensor:
+        """The prior's images (at its own size) for ``x_T``, without gradients."""
+        with torch.no_grad():
+            return self.prior.sample(x_T, steps=self.config.sampling_steps)
+
+    def steered(self, student: nn.Module, n: int) -> torch.Tensor:
+        """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
+        cfg = self.config
+        x_T = self.noise(n).requires_grad_(True)
+        optimizer = torch.optim.Adam([x_T], lr=cfg.steer_lr)
+        radius = math.sqrt(x_T[0].numel())
+        student.requires_grad_(False)
+        try:
+            for _ in range(cfg.steer_steps):
+                images = self.prior.sample(x_T, steps=cfg.sampling_steps, grad_last_k=cfg.grad_last_k,
+                                           out_size=self.image_size)
+                logits = student(images)
+                objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
+                optimizer.zero_grad(set_to_none=True)
+                (-objective).backward()
+                optimizer.step()
+                with torch.no_grad():
+                    x_T.mul_(radius / x_T.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+        finally:
+            student.requires_grad_(True)
+        return self.decode(x_T.detach())
+
+    def memory(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All stored queries (at the prior's size) and their answers."""
+        return torch.cat(self.memory_x), torch.cat(self.memory_answers)
+
+    def augmented(self, small: torch.Tensor) -> torch.Tensor:
+        """Stored images upsampled to the teacher's size and randomly moved (the answers stay valid)."""
+        cfg = self.config
+        return random_affine(resize_images(small, self.image_size), cfg.augment_shift, cfg.augment_degrees,
+                             cfg.augment_scale, self.augment_rng)
+
+    def replay(self, n: int) -> AnsweredBatch:
+        """``n`` stored queries drawn uniformly with replacement, augmented, with their answers."""
+        x, answers = self.memory()
+        idx = torch.randint(len(x), (n,), generator=self.augment_rng)
+        return self.augmented(x[idx]), answers[idx]
+
+    def train_offline(self, student: nn.Module, mode: str) -> None:
+        """``offline_epochs`` epochs of Adam on the augmented memory (step 5); spends no queries."""
+        start = time.perf_counter()
+        cfg = self.config
+        x, answers = self.memory()
+        optimizer = torch.optim.Adam(student.parameters(), lr=cfg.offline_lr)
+        was_training = student.training
+        student.train()
+        for _ in range(cfg.offline_epochs):
+            order = torch.randperm(len(x), generator=self.augment_rng)
+            for idx in order.split(cfg.offline_batch_size):
+                loss = disagreement(student(self.augmented(x[idx])), answers[idx], mode).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        student.train(was_training)
+        self.offline_done = True
+        self.seconds["offline"] += time.perf_counter() - start
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
+        return resize_images(self.decode(self.noise(n)), self.image_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        empty = torch.empty(0)
+        return {"rng": self.rng.get_state(), "augment_rng": self.augment_rng.get_state(),
+                "memory_x": torch.cat(self.memory_x) if self.memory_x else empty,
+                "memory_answers": torch.cat(self.memory_answers) if self.memory_answers else empty,
+                "offline_done": self.offline_done, "seconds": dict(self.seconds)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.set_state(state["rng"])
+        self.augment_rng.set_state(state["augment_rng"])
+        stored = len(state["memory_x"]) > 0
+        self.memory_x = [state["memory_x"]] if stored else []
+        self.memory_answers = [state["memory_answers"]] if stored else []
+        self.offline_done = state["offline_done"]
+        self.seconds = dict(state["seconds"])
