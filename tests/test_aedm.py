@@ -1,4 +1,4 @@
-"""AEDM: gradients reach the prior's noise, the prior is checked to be public data, exact query cost, and steering helps."""
+"""AEDM: gradients reach the prior's noise, the prior must be public data, exact query cost, steering helps."""
 
 from __future__ import annotations
 
