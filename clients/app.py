@@ -28,7 +28,8 @@ from clients.protocol import (
     TENSOR,
     read_instruction_config,
 )
-from fedkd.federation.data import client_data
+from fedkd.config import ExperimentConfig
+from fedkd.federation.data import ClientData, client_data
 from fedkd.federation.local import (
     ClientState,
     answer_queries,
@@ -45,10 +46,7 @@ app = ClientApp()
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    torch.set_num_threads(1)
-    cfg, server_round = read_instruction_config(msg.content[CONFIG])
-    partition_id = int(context.node_config[PARTITION])
-    data = client_data(cfg, partition_id)
+    cfg, server_round, partition_id, data = _node(msg, context)
     if ARRAYS in msg.content:
         state = ingest_labels(cfg, data, _load_state(context), server_round)
         result = local_train(cfg, data, state, msg.content[ARRAYS].to_torch_state_dict(), server_round)
@@ -66,10 +64,7 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
-    torch.set_num_threads(1)
-    cfg, server_round = read_instruction_config(msg.content[CONFIG])
-    partition_id = int(context.node_config[PARTITION])
-    data = client_data(cfg, partition_id)
+    cfg, server_round, partition_id, data = _node(msg, context)
     state = own_model_round(cfg, data, _load_state(context), server_round)
     _save_state(context, state)
     x = msg.content[QUERIES].to_torch_state_dict()[TENSOR]
@@ -81,6 +76,14 @@ def query(msg: Message, context: Context) -> Message:
         }
     )
     return Message(content=reply, reply_to=msg)
+
+
+def _node(msg: Message, context: Context) -> tuple[ExperimentConfig, int, int, ClientData]:
+    """The run's config and round from the instruction, this node's partition id and its data."""
+    torch.set_num_threads(1)
+    cfg, server_round = read_instruction_config(msg.content[CONFIG])
+    partition_id = int(context.node_config[PARTITION])
+    return cfg, server_round, partition_id, client_data(cfg, partition_id)
 
 
 def _load_state(context: Context) -> ClientState | None:
