@@ -12,7 +12,7 @@ import sys
 
 from fedkd.errors import FedkdError
 
-COMMANDS = ("run", "list", "plot", "teacher", "aggregate")
+COMMANDS = ("run", "list", "plot", "teacher", "aggregate", "prior", "gan")
 
 
 def build_parser() -> argparse.ArgumentParser:
