@@ -50,12 +50,9 @@ def handle_train(args: argparse.Namespace) -> int:
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    import json
-
-    from fedkd.generative.artifacts import META_FILE, resolve_path
+    from fedkd.generative.artifacts import describe
     from fedkd.models.diffusion import load_prior
 
-    load_prior(args.path)
-    print(json.dumps(json.loads((resolve_path(args.path) / META_FILE).read_text()), indent=2))
+    load_prior(args.path)  # checks files, checksum and config before printing
+    print(describe(args.path))
     return 0
-

@@ -92,6 +92,11 @@ def load_model(path: str | Path, kind: str, expect: Mapping[str, Any] | None = N
     return load_file(str(path / WEIGHTS_FILE)), meta
 
 
+def describe(path: str | Path) -> str:
+    """The metadata of the model at ``path`` as indented JSON (what ``fedkd prior show`` and ``gan show`` print)."""
+    return json.dumps(json.loads((resolve_path(path) / META_FILE).read_text()), indent=2, sort_keys=True)
+
+
 def reproducing_command(prefix: str, args: argparse.Namespace, names: tuple[str, ...]) -> str:
     """The command line that reproduces a saved model: ``prefix`` plus ``--name value`` for each of ``names``.
 

@@ -1,0 +1,278 @@
+"""The two centralized generative experiments that ``fedkd run`` can start: their config sections and runs.
+
+``dark_knowledge``: load the shipped conditional GAN teacher, distil a smaller generator twice from the
+same initialisation and input stream (dark knowledge vs. output only), and log ``fid_like/teacher``,
+``fid_like/dark_knowledge``, ``fid_like/output_only`` (plus precision/recall and training times; with
+``eval.ablations`` also ``fid_like/features_only`` and ``fid_like/adversarial_only``).
+
+``single_fold``: load the shipped T-step diffusion teacher, train a single-fold student for each T' in
+``student.steps`` and one chain of progressive students, at equal compute: a student with T/2^k steps
+gets ``k * distill.steps_per_halving`` optimizer steps in either method. Logs ``fid_like/teacher@N`` for
+the teacher sampled with N DDIM steps, ``fid_like/single_fold@T'`` and ``fid_like/progressive@T'``
+(DDIM over the student's own steps), ``fid_like/teacher_ddpm@T`` and ``fid_like/single_fold_ddpm@T'``
+(DDPM), and sampling milliseconds per image. All FID-like values use the same number of samples from
+the same starting noise, so they compare with each other but not with published FIDs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from fedkd.config import ExperimentConfig, ExperimentKind
+from fedkd.errors import ConfigError
+from fedkd.generative.artifacts import Provenance
+from fedkd.generative.dark_knowledge import GeneratorDistillation
+from fedkd.runs import RunDir
+
+FEATURE_NET = "pretrained/fid-digits-vgg_small"
+
+
+@dataclass
+class TeacherSection:
+    """The shipped teacher to load and the dataset it must have been trained on."""
+
+    path: str = ""
+    dataset: str = "digits"
+
+
+@dataclass
+class EvalSection:
+    """How quality is measured: the FID-like feature net, the number of samples, the training-log interval."""
+
+    feature_net: str = FEATURE_NET
+    samples: int = 1000
+    log_every: int = 100
+    grid: bool = True
+
+    def validate(self) -> None:
+        if self.samples < 10 or self.log_every < 1:
+            raise ConfigError(f"eval.samples must be >= 10 and eval.log_every >= 1, got {self.samples}, "
+                              f"{self.log_every}")
+
+
+@dataclass
+class GanEvalSection(EvalSection):
+    """Also: ``ablations`` trains two more students, features only and adversarial term only."""
+
+    ablations: bool = False
+
+
+@dataclass
+class GanStudentSection:
+    """The student generator: the teacher's architecture with these (smaller) generator widths."""
+
+    widths: tuple[int, ...] = (32, 16, 8)
+
+
+@dataclass
+class GanTeacherSection(TeacherSection):
+    path: str = "pretrained/gan-digits"
+
+
+@dataclass
+class DiffusionTeacherSection(TeacherSection):
+    path: str = "pretrained/prior-digits"
+
+
+@dataclass
+class DiffusionStudentSection:
+    """The students: their UNet (``widths``, ``norm_groups``) and the step counts T' to distil (T' divides T)."""
+
+    widths: tuple[int, ...] = (8, 16)
+    norm_groups: int = 4
+    steps: tuple[int, ...] = (8,)
+
+    def validate(self) -> None:
+        if not self.steps or min(self.steps) < 1:
+            raise ConfigError(f"student.steps must list step counts >= 1, got {list(self.steps)}")
+
+
+@dataclass
+class DiffusionDistillSection:
+    """Training of both methods; ``steps_per_halving`` is the unit of compute (see the module docstring)."""
+
+    steps_per_halving: int = 400
+    batch_size: int = 64
+    lr: float = 5e-3
+    feature_weight: float = 0.1
+
+    def validate(self) -> None:
+        if self.steps_per_halving < 1 or self.batch_size < 1 or self.lr <= 0 or self.feature_weight < 0:
+            raise ConfigError(f"distill needs steps_per_halving, batch_size >= 1, lr > 0, feature_weight >= 0, "
+                              f"got {self}")
+
+
+@dataclass
+class DiffusionEvalSection(EvalSection):
+    """Also: the DDIM step counts at which the teacher is measured (the x-axis of quality vs. steps)."""
+
+    teacher_steps: tuple[int, ...] = (64, 8)
+
+
+class _Quality:
+    """Logs FID-like, precision and recall of one image set under a variant name, with its sampling time."""
+
+    def __init__(self, rundir: RunDir, feature_net: str, dataset: str) -> None:
+        from fedkd.metrics import FidLike
+
+        self.rundir = rundir
+        self.fid = FidLike.from_teacher(feature_net, dataset=dataset)
+
+    def log(self, name: str, sample: Callable[[], torch.Tensor]) -> torch.Tensor:
+        start = time.perf_counter()
+        with torch.no_grad():
+            images = sample()
+        elapsed = time.perf_counter() - start
+        precision, recall = self.fid.precision_recall(images)
+        self.rundir.log(f"fid_like/{name}", self.fid(images))
+        self.rundir.log(f"precision/{name}", precision)
+        self.rundir.log(f"recall/{name}", recall)
+        self.rundir.log(f"sample_ms_per_image/{name}", 1000 * elapsed / len(images))
+        return images
+
+
+def _require_cpu(cfg: ExperimentConfig) -> None:
+    if cfg.run.device != "cpu":
+        raise ConfigError(f"run.device = {cfg.run.device!r}: the generative baselines run on 'cpu' only")
+
+
+def run_dark_knowledge(cfg: ExperimentConfig, rundir: RunDir) -> None:
+    from fedkd.generative.dark_knowledge import distill_generator
+    from fedkd.generative.grids import save_grids
+    from fedkd.models.conditional_gan import ConditionalGenerator, load_gan
+    from fedkd.seeding import seed_torch, torch_generator
+
+    _require_cpu(cfg)
+    seed = cfg.run.seed
+    teacher, discriminator = load_gan(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
+    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset)
+    z = torch.randn(cfg.eval.samples, teacher.config.z_dim, generator=torch_generator(seed, "eval", "z"))
+    y = torch.arange(cfg.eval.samples) % teacher.config.n_classes
+    grids = {"teacher": quality.log("teacher", lambda: teacher(z, y))}
+    rundir.log("params/teacher", _count(teacher))
+    student_config = dataclasses.replace(teacher.config, widths=cfg.student.widths)
+    variants = {"dark_knowledge": cfg.distill, "output_only": cfg.distill.output_only()}
+    if cfg.eval.ablations:
+        variants["features_only"] = dataclasses.replace(cfg.distill, adversarial_weight=0.0)
+        variants["adversarial_only"] = dataclasses.replace(cfg.distill, feature_weight=0.0)
+    for name, settings in variants.items():
+        seed_torch(seed, "student", "init")
+        student = ConditionalGenerator(student_config)
+        start = time.perf_counter()
+        distill_generator(teacher, student, settings, torch_generator(seed, "distill"), discriminator,
+                          on_log=lambda step, loss, n=name: rundir.log(f"train_loss/{n}", loss, step=step),
+                          log_every=cfg.eval.log_every)
+        rundir.log(f"train_seconds/{name}", time.perf_counter() - start)
+        grids[name] = quality.log(name, lambda s=student: s(z, y))
+    rundir.log("params/student", _count(student))
+    if cfg.eval.grid:
+        save_grids({k: v[:50] for k, v in grids.items()}, rundir.path / "samples.png")
+
+
+def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
+    from fedkd.data import load_dataset
+    from fedkd.generative.grids import save_grids
+    from fedkd.generative.progressive import progressive_distill
+    from fedkd.generative.single_fold import DiffusionDistillation, fold_student, single_fold_distill
+    from fedkd.models.diffusion import DiffusionModel, load_prior, save_prior
+    from fedkd.seeding import seed_torch, torch_generator
+
+    _require_cpu(cfg)
+    seed = cfg.run.seed
+    teacher = load_prior(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
+    total = teacher.num_steps
+    halvings = {t: _halvings(total, t) for t in cfg.student.steps}
+    for n in cfg.eval.teacher_steps:
+        teacher.sampling_steps(n)  # raises a ConfigError naming the allowed range
+    split = teacher.meta["training"]
+    train, _ = load_dataset(cfg.teacher.dataset).split(split["test_fraction"], split["split_seed"])
+    x0, _ = train.tensors()
+    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset)
+    shape = (cfg.eval.samples, teacher.config.channels, teacher.config.image_size, teacher.config.image_size)
+    x_T = torch.randn(shape, generator=torch_generator(seed, "eval", "x_T"))
+    ddpm_noise = lambda: torch_generator(seed, "eval", "ddpm")  # noqa: E731 - a fresh, identical stream per call
+    grids = {}
+    for n in sorted(set(cfg.eval.teacher_steps) | set(cfg.student.steps), reverse=True):
+        grids[f"teacher@{n}"] = quality.log(f"teacher@{n}", lambda n=n: teacher.sample(x_T, n))
+    quality.log(f"teacher_ddpm@{total}", lambda: teacher.sample(x_T, sampler="ddpm", generator=ddpm_noise()))
+    architecture = {"widths": cfg.student.widths, "norm_groups": cfg.student.norm_groups}
+    models = rundir.path / "models"
+    for steps, k in sorted(halvings.items(), reverse=True):
+        seed_torch(seed, "student", "init")
+        student = fold_student(teacher, total // steps, **architecture)
+        settings = DiffusionDistillation(round(k * cfg.distill.steps_per_halving), cfg.distill.batch_size,
+                                         cfg.distill.lr)
+        name = f"single_fold@{steps}"
+        start = time.perf_counter()
+        single_fold_distill(teacher, student, x0, settings, torch_generator(seed, "distill", name),
+                            cfg.distill.feature_weight, log_every=cfg.eval.log_every,
+                            on_log=lambda step, loss, n=name: rundir.log(f"train_loss/{n}", loss, step=step))
+        _log_compute(rundir, name, settings.steps, settings.steps, time.perf_counter() - start)
+        grids[name] = quality.log(name, lambda s=student: s.sample(x_T, steps=s.num_steps))
+        quality.log(f"single_fold_ddpm@{steps}",
+                    lambda s=student: s.sample(x_T, sampler="ddpm", generator=ddpm_noise()))
+        save_prior(student, models / f"single_fold-{steps}", _provenance(cfg, name))
+    rounds = max((k for k in halvings.values() if k == int(k)), default=0)
+    if rounds:
+        seed_torch(seed, "student", "init")
+        per_round = DiffusionDistillation(cfg.distill.steps_per_halving, cfg.distill.batch_size, cfg.distill.lr)
+        clock = {"round_start": time.perf_counter(), "trained": 0.0}  # training time only, evaluation excluded
+
+        def finish_round(r: int, student: DiffusionModel) -> None:
+            clock["trained"] += time.perf_counter() - clock["round_start"]
+            name = f"progressive@{student.num_steps}"
+            _log_compute(rundir, name, r * per_round.steps, 2 * r * per_round.steps, clock["trained"])
+            grids[name] = quality.log(name, lambda: student.sample(x_T, steps=student.num_steps))
+            save_prior(student, models / f"progressive-{student.num_steps}", _provenance(cfg, name))
+            clock["round_start"] = time.perf_counter()
+
+        progressive_distill(
+            teacher, x0, per_round, int(rounds), torch_generator(seed, "distill", "progressive"), architecture,
+            log_every=cfg.eval.log_every, on_round=finish_round,
+            on_log=lambda r, step, loss: rundir.log(f"train_loss/progressive@{total >> r}", loss,
+                                                    step=(r - 1) * per_round.steps + step))
+    if cfg.eval.grid:
+        save_grids({k: v[:40] for k, v in grids.items()}, rundir.path / "samples.png", nrow=8)
+
+
+def _halvings(total: int, steps: int) -> float:
+    """log2(T / T'): the compute units a T'-step student gets (whole for the progressive chain's step counts)."""
+    if steps < 1 or total % steps or steps == total:
+        raise ConfigError(f"student.steps: {steps} must divide the teacher's {total} steps and be smaller")
+    return math.log2(total // steps)
+
+
+def _log_compute(rundir: RunDir, name: str, optimizer_steps: int, teacher_evals: int, seconds: float) -> None:
+    rundir.log(f"train_steps/{name}", optimizer_steps)
+    rundir.log(f"teacher_evals/{name}", teacher_evals)
+    rundir.log(f"train_seconds/{name}", seconds)
+
+
+def _provenance(cfg: ExperimentConfig, name: str) -> Provenance:
+    return Provenance(command=f"fedkd run simulations/single_fold.toml  # {name}", dataset=cfg.teacher.dataset,
+                      seed=cfg.run.seed, training=cfg.to_dict()["distill"])
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+DARK_KNOWLEDGE = ExperimentKind(
+    sections={"teacher": GanTeacherSection, "student": GanStudentSection, "distill": GeneratorDistillation,
+              "eval": GanEvalSection},
+    run=run_dark_knowledge,
+    description="distil a conditional GAN into a smaller generator: dark knowledge vs. output only (FID-like)",
+)
+
+SINGLE_FOLD = ExperimentKind(
+    sections={"teacher": DiffusionTeacherSection, "student": DiffusionStudentSection,
+              "distill": DiffusionDistillSection, "eval": DiffusionEvalSection},
+    run=run_single_fold,
+    description="single-fold vs. progressive diffusion distillation at equal compute (FID-like vs. steps)",
+)
