@@ -196,7 +196,11 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
     quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset)
     shape = (cfg.eval.samples, teacher.config.channels, teacher.config.image_size, teacher.config.image_size)
     x_T = torch.randn(shape, generator=torch_generator(seed, "eval", "x_T"))
-    ddpm_noise = lambda: torch_generator(seed, "eval", "ddpm")  # noqa: E731 - a fresh, identical stream per call
+
+    def ddpm_noise() -> torch.Generator:
+        """The same DDPM noise stream for every model, so their samples differ only by the model."""
+        return torch_generator(seed, "eval", "ddpm")
+
     grids = {}
     for n in sorted(set(cfg.eval.teacher_steps) | set(cfg.student.steps), reverse=True):
         grids[f"teacher@{n}"] = quality.log(f"teacher@{n}", lambda n=n: teacher.sample(x_T, n))

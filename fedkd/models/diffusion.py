@@ -106,7 +106,7 @@ class DiffusionConfig:
 
     image_size: int = 8
     channels: int = 1
-    widths: tuple[int, ...] = (32, 64)
+    widths: tuple[int, ...] = (16, 32)
     layers_per_block: int = 1
     norm_groups: int = 8
     num_train_steps: int = 64
