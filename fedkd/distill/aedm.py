@@ -66,7 +66,9 @@ class AEDMConfig:
 
     ``prior`` is a ``fedkd prior train --out`` directory whose metadata must name ``prior_dataset``.
     ``augment_shift`` (pixels), ``augment_degrees`` and ``augment_scale`` bound the random affine map of
-    the offline and replay batches.
+    the offline and replay batches. ``query_box`` is the side of the centred box the decoded image fills in
+    the teacher's frame, the rest being background (MNIST centres its digits in a 20x20 box of 28x28: a
+    public fact about the teacher's input format); 0 fills the whole frame.
     """
 
     section: ClassVar[str] = "aedm"
@@ -85,12 +87,13 @@ class AEDMConfig:
     augment_shift: float = 2.0
     augment_degrees: float = 10.0
     augment_scale: float = 0.1
+    query_box: int = 0
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("grad_last_k", "replay_batches", "offline_epochs", "balance_weight",
+        for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "balance_weight",
                      "augment_shift", "augment_degrees", "augment_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"aedm.{name} must be >= 0, got {getattr(self, name)}")
@@ -152,6 +155,9 @@ class AEDM:
 
     def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int) -> None:
         config.validate()
+        if config.query_box > image_size:
+            raise ConfigError(f"aedm.query_box must be <= the teacher's image size {image_size} (0 = all of "
+                              f"it), got {config.query_box}")
         self.config, self.prior, self.image_size = config, prior, image_size
         self.rng = torch_generator(seed, "aedm", "noise")
         self.augment_rng = torch_generator(seed, "aedm", "augment")
@@ -175,7 +181,7 @@ class AEDM:
         start = time.perf_counter()
         small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
         self.seconds["steer"] += time.perf_counter() - start
-        x = resize_images(small, self.image_size)
+        x = self.framed(small)
         answers = oracle(x)
         self.memory_x.append(small)
         self.memory_answers.append(answers)
@@ -198,6 +204,15 @@ class AEDM:
         with torch.no_grad():
             return self.prior.sample(x_T, steps=self.config.sampling_steps)
 
+    def framed(self, small: torch.Tensor) -> torch.Tensor:
+        """Prior images as the teacher sees them: resized to ``query_box`` (differentiably) and centred on
+        a background frame of the teacher's size; the whole frame when ``query_box`` is 0 or the size."""
+        box = self.config.query_box or self.image_size
+        images = resize_images(small, box)
+        before = (self.image_size - box) // 2
+        after = self.image_size - box - before
+        return F.pad(images, (before, after, before, after), value=-1.0) if box < self.image_size else images
+
     def steered(self, student: nn.Module, n: int) -> torch.Tensor:
         """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
         cfg = self.config
@@ -207,8 +222,8 @@ class AEDM:
         student.requires_grad_(False)
         try:
             for _ in range(cfg.steer_steps):
-                images = self.prior.sample(x_T, steps=cfg.sampling_steps, grad_last_k=cfg.grad_last_k,
-                                           out_size=self.image_size)
+                images = self.framed(self.prior.sample(x_T, steps=cfg.sampling_steps,
+                                                       grad_last_k=cfg.grad_last_k))
                 logits = student(images)
                 objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
                 optimizer.zero_grad(set_to_none=True)
@@ -227,7 +242,7 @@ class AEDM:
     def augmented(self, small: torch.Tensor) -> torch.Tensor:
         """Stored images upsampled to the teacher's size and randomly moved (the answers stay valid)."""
         cfg = self.config
-        return random_affine(resize_images(small, self.image_size), cfg.augment_shift, cfg.augment_degrees,
+        return random_affine(self.framed(small), cfg.augment_shift, cfg.augment_degrees,
                              cfg.augment_scale, self.augment_rng)
 
     def replay(self, n: int) -> AnsweredBatch:
@@ -257,7 +272,7 @@ class AEDM:
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
-        return resize_images(self.decode(self.noise(n)), self.image_size)
+        return self.framed(self.decode(self.noise(n)))
 
     def state_dict(self) -> dict[str, Any]:
         empty = torch.empty(0)
