@@ -150,6 +150,8 @@ def _log_speed(rundir: RunDir, distiller: BlackBoxDistiller) -> None:
     total = sum(seconds.values()) or float("nan")
     for part, value in seconds.items():
         rundir.log(f"seconds/{part}", value, step=step, queries=used)
+    for part, value in getattr(distiller.synthesizer, "seconds", {}).items():  # e.g. AEDM's steer / offline split
+        rundir.log(f"seconds/{part}", value, step=step, queries=used)
     rundir.log("queries_per_second", used / total, step=step, queries=used)
     rundir.log("student_steps_per_second", distiller.student_updates / total, step=step, queries=used)
 
