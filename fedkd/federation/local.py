@@ -115,6 +115,7 @@ def local_train(
         lr=cfg.client.lr,
         optimizer=cfg.client.optimizer,
         generator=torch_generator(cfg.run.seed, "local-train", data.partition_id, round),
+        augment=cfg.client.augment,
     )
     return LocalResult(
         weights={k: v.detach().cpu() for k, v in model.state_dict().items()},
