@@ -14,6 +14,7 @@ from flwr.simulation import run_simulation
 
 from clients.app import app as default_client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
+from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.loop import DistillConfig
 from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
@@ -60,6 +61,7 @@ EXPERIMENT = ExperimentKind(
         "query": QuerySection,
         "distill": DistillConfig,
         "tandemgan": TandemGANConfig,
+        "aedm": AEDMConfig,
     },
     run=run_federated,
     description="federated training on noisy crowd labels (Flower simulation, Ray backend)",

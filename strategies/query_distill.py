@@ -8,6 +8,9 @@ only, or probabilities) are combined (``fedkd.federation.answers``) into the fed
 budget (``distill.budget``, spread evenly over the rounds) is counted by the oracle, exactly as centralized.
 
 * ``fedtandem``: queries from a TandemGAN generator (exploration + exploitation), no data at all.
+* ``fedaedm``: queries decoded from a diffusion prior trained on public data, its input noise steered to where
+  the student is unsure (AEDM, ``[aedm]`` settings); answers are kept and the student trains offline on all of
+  them once the budget is spent.
 * ``feddf``: queries drawn from unlabeled public data (``query.public_dataset``), FedDF-style ensemble
   distillation through answers only.
 
@@ -157,6 +160,27 @@ class FedTandem(QueryDistillation):
         from fedkd.distill.tandemgan import TandemGAN
 
         return TandemGAN(self.cfg.tandemgan, self.shape[0], self.shape[1], derive_seed(self.cfg.run.seed, "tandemgan"))
+
+
+class FedAEDM(QueryDistillation):
+    """Data-free with a public-data prior: AEDM-steered diffusion samples make the queries (``[aedm]`` settings).
+
+    The prior must not have learnt the clients' data source (``load_aedm_prior`` refuses it), so the server
+    still holds no private data, only a generative model of related public data.
+    """
+
+    method = "aedm"
+
+    def synthesizer(self) -> QuerySynthesizer:
+        from fedkd.distill.aedm import AEDM, load_aedm_prior
+
+        if self.cfg.distill.student_steps != 0:
+            raise ConfigError(
+                f"federation.strategy = 'fedaedm' needs distill.student_steps = 0 (got "
+                f"{self.cfg.distill.student_steps}): every query must reach AEDM's replay memory"
+            )
+        prior = load_aedm_prior(self.cfg.aedm, self.cfg.data.dataset, self.shape[0])
+        return AEDM(self.cfg.aedm, prior, self.shape[1], derive_seed(self.cfg.run.seed, "aedm"))
 
 
 class FedDF(QueryDistillation):
