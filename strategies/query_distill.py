@@ -5,7 +5,8 @@ Each round, every client takes in its new label chunk, cleans it with its aggreg
 loop as a centralized run (``fedkd.distill``), with one difference: its oracle's teacher is the federation.
 Each oracle call sends the query batch to all clients as a Flower ``query`` message, and the answers (labels
 only, or probabilities) are combined (``fedkd.federation.answers``) into the federation's answer. The query
-budget (``distill.budget``, spread evenly over the rounds) is counted by the oracle, exactly as centralized.
+budget (``distill.budget``, spread evenly over the rounds from ``query.first_round`` on) is counted by the
+oracle, exactly as centralized.
 
 * ``fedtandem``: queries from a TandemGAN generator (exploration + exploitation), no data at all.
 * ``fedaedm``: queries decoded from a diffusion prior trained on public data, its input noise steered to where
@@ -60,6 +61,11 @@ class QueryDistillation(FederatedStrategy):
             raise ConfigError(
                 f"data-free strategies run the distiller on the CPU for now; got run.device = {cfg.run.device!r}"
             )
+        if cfg.query.first_round > cfg.federation.num_rounds:
+            raise ConfigError(
+                f"query.first_round = {cfg.query.first_round} is after the last round "
+                f"(federation.num_rounds = {cfg.federation.num_rounds}); no query would be sent"
+            )
         _, test = train_test(cfg)
         self.shape, self.n_classes = (test.channels, test.image_size, test.image_size), test.n_classes
         self.x_test, self.y_test = test.tensors()
@@ -91,7 +97,7 @@ class QueryDistillation(FederatedStrategy):
         self.combiner.set_label_counts(self.label_counts)
 
         self.distiller.student.load_state_dict(weights)
-        cap = min(self.cfg.distill.budget, math.ceil(self.cfg.distill.budget * server_round / fed.num_rounds))
+        cap = self.budget_until(server_round)
         losses = []
         while self.distiller.can_step() and self.oracle.used + self.distiller.iteration_cost <= cap:
             losses.append(self.distiller.step())
@@ -105,6 +111,13 @@ class QueryDistillation(FederatedStrategy):
             queries=self.oracle.used,
             failures=self.failures,
         )
+
+    def budget_until(self, server_round: int) -> int:
+        """Queries that may have been spent by the end of ``server_round``: the budget, spread evenly over the rounds
+        from ``query.first_round`` on (none before it)."""
+        first, last, budget = self.cfg.query.first_round, self.cfg.federation.num_rounds, self.cfg.distill.budget
+        spending_rounds = max(0, server_round - first + 1)
+        return min(budget, math.ceil(budget * spending_rounds / (last - first + 1)))
 
     def _config(self, mode: str = "") -> Any:
         config = instruction_config(self.cfg, self.server_round)

@@ -37,6 +37,15 @@ def test_strategy_and_query_source_must_agree():
         FedDF(load_config(QUICKSTART, {**FEDDF, "distill.method": "tandemgan"}))
 
 
+def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
+    from strategies.query_distill import FedDF
+
+    cfg = load_config(QUICKSTART, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 3, "distill.budget": 1000})
+    assert [FedDF(cfg).budget_until(r) for r in range(1, 6)] == [0, 0, 334, 667, 1000]
+    with pytest.raises(ConfigError, match="query.first_round = 6 is after the last round"):
+        FedDF(load_config(QUICKSTART, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
+
+
 @pytest.mark.slow
 def test_feddf_learns_through_answers_with_an_exact_budget_and_resumes(tmp_path):
     cfg = load_config(QUICKSTART, FEDDF)

@@ -112,12 +112,15 @@ class QuerySection:
     rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in
     label mode), ``class_aware`` (each client weighed per class by its share of that class's labels), or an
     aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
-    ``public_dataset`` is FedDF's unlabeled public data, resized to the clients' images.
+    ``public_dataset`` is FedDF's unlabeled public data, resized to the clients' images. ``first_round`` is the
+    round from which the budget is spent (evenly over the rounds left): before it the clients only train, since
+    answers from clients whose labels are still arriving are poor and every stored answer is trained on again.
     """
 
     combine: str = "class_aware"
     public_dataset: str = "digits28"
     eval_ensemble: bool = True
+    first_round: int = 1
 
     def validate(self) -> None:
         from fedkd.data import DATASETS
@@ -125,3 +128,5 @@ class QuerySection:
 
         require_choice("query.combine", self.combine, combine_choices())
         require_choice("query.public_dataset", self.public_dataset, DATASETS)
+        if self.first_round < 1:
+            raise ConfigError(f"query.first_round must be >= 1, got {self.first_round}")
