@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import fedkd.distill.aedm
-from fedkd.distill.aedm import AEDM, AEDMConfig, load_aedm_prior, random_affine
+from fedkd.distill.aedm import AEDM, AEDMConfig, frame_images, load_aedm_prior, random_affine
 from fedkd.distill.experiment import evaluate_student, resolve_teacher_path
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.distill.losses import prediction_entropy
@@ -21,7 +21,7 @@ from fedkd.seeding import seed_torch
 from fedkd.teachers import load_teacher, teacher_splits
 from fedkd.train import predict_logits
 
-FAST = {"sampling_steps": 4, "grad_last_k": 1, "steer_steps": 3}
+FAST = {"sampling_steps": 4, "grad_last_k": 1, "steer_steps": 3, "query_box": 20}
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +78,19 @@ def test_config_is_checked() -> None:
         AEDMConfig(sampling_steps=2, grad_last_k=3).validate()
     with pytest.raises(ConfigError, match="aedm.steer_lr"):
         AEDMConfig(steer_lr=0).validate()
+
+
+def test_queries_fill_a_centred_box_on_background() -> None:
+    small = torch.ones(2, 1, 8, 8)
+    framed = frame_images(small, 28, 20)
+    assert framed.shape == (2, 1, 28, 28)
+    inside = torch.zeros(28, 28, dtype=torch.bool)
+    inside[4:24, 4:24] = True
+    torch.testing.assert_close(framed[..., inside], torch.ones(2, 1, 400))
+    assert (framed[..., ~inside] == -1).all()
+    torch.testing.assert_close(frame_images(small, 28, 0), resize_images(small, 28))
+    with pytest.raises(ConfigError, match="aedm.query_box"):
+        AEDM(AEDMConfig(query_box=30), None, 28, seed=0)
 
 
 def test_augmentation_keeps_the_range_and_the_identity_is_exact() -> None:

@@ -16,8 +16,9 @@ query is a decoded image of the prior that the current student is unsure about. 
    keeps the batch spread over classes. After each step every ``x_T`` is rescaled to norm ``sqrt(d)``,
    the shell where a d-dimensional Gaussian lives, so steering moves *along* the prior's inputs and
    never towards the atypical noise the prior has not learnt to decode;
-2. **decode and query**: ``x = up(D(x_T))`` (bilinear to the teacher's size), ``a = T(x)``: ``B`` queries;
-3. **store** ``(x, a)`` in a replay memory (the prior's small images, re-upsampled when used);
+2. **decode and query**: ``x = up(D(x_T))`` (bilinear into a ``query_box`` box centred in the teacher's
+   frame, see ``frame_images``), ``a = T(x)``: ``B`` queries;
+3. **store** ``(x, a)`` in a replay memory (the prior's small images, re-framed when used);
 4. **one online student step**, taken by the shared loop, on the fresh batch plus ``replay_batches``
    augmented batches from the memory;
 5. when the oracle's budget cannot pay for another batch: **offline training** of the student on the
@@ -68,7 +69,8 @@ class AEDMConfig:
     ``augment_shift`` (pixels), ``augment_degrees`` and ``augment_scale`` bound the random affine map of
     the offline and replay batches. ``query_box`` is the side of the centred box the decoded image fills in
     the teacher's frame, the rest being background (MNIST centres its digits in a 20x20 box of 28x28: a
-    public fact about the teacher's input format); 0 fills the whole frame.
+    public fact about the teacher's input format); 0 fills the whole frame. ``offline_max_steps`` (0: no
+    cap) stops the offline phase after that many Adam steps, so its cost stops growing with the budget.
     """
 
     section: ClassVar[str] = "aedm"
@@ -88,13 +90,14 @@ class AEDMConfig:
     augment_degrees: float = 10.0
     augment_scale: float = 0.1
     query_box: int = 0
+    offline_max_steps: int = 0
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "balance_weight",
-                     "augment_shift", "augment_degrees", "augment_scale"):
+        for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "offline_max_steps",
+                     "balance_weight", "augment_shift", "augment_degrees", "augment_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"aedm.{name} must be >= 0, got {getattr(self, name)}")
         if self.grad_last_k > self.sampling_steps:
@@ -121,6 +124,15 @@ def random_affine(x: torch.Tensor, shift: float, degrees: float, scale: float,
                          torch.stack([sin, cos, uniform[:, 3] * shift * 2 / size], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x + 1, grid, align_corners=False) - 1
+
+
+def frame_images(small: torch.Tensor, size: int, box: int) -> torch.Tensor:
+    """``small`` resized (bilinear, differentiable) to ``box`` x ``box`` and centred on a background (-1)
+    frame of ``size`` x ``size``; ``box`` 0 or ``size`` fills the whole frame."""
+    box = box or size
+    images = resize_images(small, box)
+    before, after = (size - box) // 2, size - box - (size - box) // 2
+    return F.pad(images, (before, after, before, after), value=-1.0) if box < size else images
 
 
 #: Datasets made from another one (``digits28`` is ``digits`` upsampled): a prior on either has seen both.
@@ -205,13 +217,8 @@ class AEDM:
             return self.prior.sample(x_T, steps=self.config.sampling_steps)
 
     def framed(self, small: torch.Tensor) -> torch.Tensor:
-        """Prior images as the teacher sees them: resized to ``query_box`` (differentiably) and centred on
-        a background frame of the teacher's size; the whole frame when ``query_box`` is 0 or the size."""
-        box = self.config.query_box or self.image_size
-        images = resize_images(small, box)
-        before = (self.image_size - box) // 2
-        after = self.image_size - box - before
-        return F.pad(images, (before, after, before, after), value=-1.0) if box < self.image_size else images
+        """Prior images as the teacher sees them (``frame_images`` with ``query_box``)."""
+        return frame_images(small, self.image_size, self.config.query_box)
 
     def steered(self, student: nn.Module, n: int) -> torch.Tensor:
         """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
@@ -252,20 +259,21 @@ class AEDM:
         return self.augmented(x[idx]), answers[idx]
 
     def train_offline(self, student: nn.Module, mode: str) -> None:
-        """``offline_epochs`` epochs of Adam on the augmented memory (step 5); spends no queries."""
+        """``offline_epochs`` epochs (at most ``offline_max_steps`` steps) of Adam on the augmented memory
+        (step 5); spends no queries."""
         start = time.perf_counter()
         cfg = self.config
         x, answers = self.memory()
         optimizer = torch.optim.Adam(student.parameters(), lr=cfg.offline_lr)
         was_training = student.training
         student.train()
-        for _ in range(cfg.offline_epochs):
-            order = torch.randperm(len(x), generator=self.augment_rng)
-            for idx in order.split(cfg.offline_batch_size):
-                loss = disagreement(student(self.augmented(x[idx])), answers[idx], mode).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        batches = [idx for _ in range(cfg.offline_epochs)
+                   for idx in torch.randperm(len(x), generator=self.augment_rng).split(cfg.offline_batch_size)]
+        for idx in batches[:cfg.offline_max_steps or None]:
+            loss = disagreement(student(self.augmented(x[idx])), answers[idx], mode).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         student.train(was_training)
         self.offline_done = True
         self.seconds["offline"] += time.perf_counter() - start
