@@ -101,22 +101,29 @@ def test_augmentation_keeps_the_range_and_the_identity_is_exact() -> None:
     torch.testing.assert_close(random_affine(x, 0.0, 0.0, 0.0, torch.Generator()), x, atol=1e-5, rtol=0)
 
 
-def distil(teacher, prior, steer: bool, budget: int) -> tuple[float, int, AEDM]:
+def distil(teacher, prior, steer: bool, budget: int, seed: int) -> tuple[float, int, AEDM]:
     """Test accuracy of a LeNet-5 student after an AEDM run of ``budget`` label queries, the queries used."""
     train, test = teacher_splits(teacher.info)
     x_test, y_test = test.tensors()
-    seed_torch(0, "student", "init")
+    seed_torch(seed, "student", "init")
     student = build_classifier("lenet5", 1, 28, 10)
     oracle = ModelOracle(teacher.model, mode="label", budget=budget)
-    aedm = AEDM(AEDMConfig(steer=steer, offline_epochs=15, **FAST), prior, 28, seed=0)
+    aedm = AEDM(AEDMConfig(steer=steer, offline_epochs=15, **FAST), prior, 28, seed=seed)
     BlackBoxDistiller(student, oracle, aedm, DistillConfig(method="aedm", batch_size=64, student_steps=0)).run()
     teacher_labels = predict_logits(teacher.model, x_test).argmax(1)
     return evaluate_student(student, x_test, y_test, teacher_labels)["test_acc"], oracle.used, aedm
 
 
 def test_steered_queries_beat_plain_prior_samples_at_equal_queries(teacher, prior) -> None:
-    steered_acc, steered_used, aedm = distil(teacher, prior, steer=True, budget=1000)
-    plain_acc, plain_used, _ = distil(teacher, prior, steer=False, budget=1000)
-    assert steered_used == plain_used == 960 == len(aedm)  # 15 whole batches of 64; 40 queries left unspent
-    assert aedm.offline_done
-    assert steered_acc > plain_acc
+    """Over seeds 0-2 (same student init and starting noise for both), steering gains > 1 point on average.
+
+    Measured with these settings: +0.7, +3.5, +3.0 points for seeds 0-2 (and +2.9, +4.9 for seeds 3, 4).
+    """
+    gains = []
+    for seed in range(3):
+        steered_acc, steered_used, aedm = distil(teacher, prior, steer=True, budget=1000, seed=seed)
+        plain_acc, plain_used, _ = distil(teacher, prior, steer=False, budget=1000, seed=seed)
+        assert steered_used == plain_used == 960 == len(aedm)  # 15 whole batches of 64; 40 queries left unspent
+        assert aedm.offline_done
+        gains.append(steered_acc - plain_acc)
+    assert sum(gains) / len(gains) > 0.01, gains
