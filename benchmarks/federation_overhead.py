@@ -6,7 +6,7 @@ Ray actors (``federation.client_cpus`` each) behind Flower messages. Also record
 time and the peak resident memory of this process and all its descendants (Ray's daemons and actors),
 sampled from /proc every 0.2 s.
 
-    python benchmarks/federation_overhead.py [--config simulations/quickstart.toml] [--set key=value ...]
+    python benchmarks/federation_overhead.py [--config simulations/crowd_fedavg.toml] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class PeakMemory:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="simulations/quickstart.toml")
+    parser.add_argument("--config", default="simulations/crowd_fedavg.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)

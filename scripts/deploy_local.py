@@ -366,7 +366,7 @@ def deploy(
     work: Path,
     nodes: int,
     rounds: int,
-    experiment: str = "quickstart",
+    experiment: str = "crowd_fedavg",
     overrides: Sequence[str] = SHORT_JOB,
     timeout: float = 300.0,
     probe: bool = False,
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3, help="SuperNodes to start (= federation.num_clients)")
     parser.add_argument("--rounds", type=int, default=2, help="federation.num_rounds (default: %(default)s)")
-    parser.add_argument("--experiment", default="quickstart", help="name under simulations/ or a TOML path")
+    parser.add_argument("--experiment", default="crowd_fedavg", help="name under simulations/ or a TOML path")
     parser.add_argument(
         "--set",
         action="append",

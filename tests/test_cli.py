@@ -21,9 +21,9 @@ def fedkd(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "simulations/quickstart.toml", "--set", "federation.num_clent=3"], "federation.num_clent"),
+        (["run", "simulations/crowd_fedavg.toml", "--set", "federation.num_clent=3"], "federation.num_clent"),
         (["run", "simulations/nope.toml"], "does not exist"),
-        (["run", "simulations/quickstart.toml", "--resume"], "--resume needs --out"),
+        (["run", "simulations/crowd_fedavg.toml", "--resume"], "--resume needs --out"),
         (["plot", "/nonexistent/run"], "has no metrics.csv"),
     ],
 )
@@ -43,7 +43,7 @@ def test_list_names_the_registries():
 
 
 def test_plot_writes_png_next_to_metrics(tmp_path):
-    run = RunDir.open(tmp_path / "r", load_config(ROOT / "simulations" / "quickstart.toml"))
+    run = RunDir.open(tmp_path / "r", load_config(ROOT / "simulations" / "crowd_fedavg.toml"))
     for r in range(3):
         run.log("test_acc", 0.3 * r, round=r)
         for client in range(2):
@@ -53,7 +53,7 @@ def test_plot_writes_png_next_to_metrics(tmp_path):
 
 
 def test_plot_refuses_a_run_without_accuracy(tmp_path):
-    run = RunDir.open(tmp_path / "r", load_config(ROOT / "simulations" / "quickstart.toml"))
+    run = RunDir.open(tmp_path / "r", load_config(ROOT / "simulations" / "crowd_fedavg.toml"))
     run.log("round_seconds", 1.0, round=1)
     with pytest.raises(DataError, match="none of the plotted metrics"):
         plot_run(run.path)

@@ -14,7 +14,7 @@ from fedkd.config import load_config
 from fedkd.data import load_dataset
 from strategies.server import wait_for_nodes
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 
 
 def _send(grid: Grid, cfg, message_type: str, mode: str = "", **records) -> list[Message]:
@@ -29,7 +29,7 @@ def _send(grid: Grid, cfg, message_type: str, mode: str = "", **records) -> list
 @pytest.mark.slow
 def test_query_round_trip_labels_and_probabilities():
     cfg = load_config(
-        QUICKSTART,
+        CROWD_FEDAVG,
         {
             "data.dataset": "digits",
             "federation.num_clients": 2,

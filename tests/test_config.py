@@ -8,11 +8,11 @@ from fedkd.config import ExperimentConfig, load_config, parse_value
 from fedkd.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICKSTART = ROOT / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = ROOT / "simulations" / "crowd_fedavg.toml"
 
 
-def test_quickstart_loads_typed_sections():
-    cfg = load_config(QUICKSTART)
+def test_crowd_fedavg_loads_typed_sections():
+    cfg = load_config(CROWD_FEDAVG)
     assert cfg.run.kind == "federated"
     assert cfg.federation.num_clients == 10
     assert cfg.crowd.noise == (0.3, 0.4)
@@ -20,14 +20,14 @@ def test_quickstart_loads_typed_sections():
 
 
 def test_overrides_from_cli_strings_and_dicts_agree():
-    a = load_config(QUICKSTART, ["federation.num_clients=20", "crowd.noise=[0.1, 0.2]", "client.model=mlp"])
-    b = load_config(QUICKSTART, {"federation.num_clients": 20, "crowd.noise": [0.1, 0.2], "client.model": "mlp"})
+    a = load_config(CROWD_FEDAVG, ["federation.num_clients=20", "crowd.noise=[0.1, 0.2]", "client.model=mlp"])
+    b = load_config(CROWD_FEDAVG, {"federation.num_clients": 20, "crowd.noise": [0.1, 0.2], "client.model": "mlp"})
     assert a == b
     assert a.federation.num_clients == 20 and a.crowd.noise == (0.1, 0.2)
 
 
 def test_round_trip_through_dict_and_replace():
-    cfg = load_config(QUICKSTART)
+    cfg = load_config(CROWD_FEDAVG)
     assert load_config(cfg.to_dict()) == cfg
     assert cfg.replace({"run.seed": 7}).run.seed == 7
     assert cfg.run.seed == 0
@@ -52,7 +52,7 @@ def test_round_trip_through_dict_and_replace():
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError) as err:
-        load_config(QUICKSTART, [override])
+        load_config(CROWD_FEDAVG, [override])
     assert message in str(err.value)
 
 
@@ -78,7 +78,7 @@ def test_parse_value_falls_back_to_strings():
 
 
 def test_config_object_passes_through_unchanged():
-    cfg = load_config(QUICKSTART)
+    cfg = load_config(CROWD_FEDAVG)
     assert load_config(cfg) is cfg
     assert isinstance(cfg, ExperimentConfig)
     with pytest.raises(AttributeError, match="no section 'nope'"):
@@ -96,5 +96,5 @@ def test_config_object_passes_through_unchanged():
 )
 def test_registry_names_are_checked_at_load_time(override, key):
     with pytest.raises(ConfigError, match="choose one of") as err:
-        load_config(QUICKSTART, [override])
+        load_config(CROWD_FEDAVG, [override])
     assert key in str(err.value)

@@ -16,7 +16,7 @@ from fedkd.federation.plain import run_plain_fedavg
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "deploy_local.py"
-QUICKSTART = ROOT / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = ROOT / "simulations" / "crowd_fedavg.toml"
 NODES = 2
 ROUNDS = 2
 
@@ -68,7 +68,7 @@ def test_tls_deployment_with_registered_nodes_learns_refuses_strangers_and_leave
     assert (test_acc.loc[1:] > 0.5).all(), test_acc  # 10 digit classes: chance is 0.1
     # Separate processes, TLS and signed messages change nothing: the same rounds in one plain loop agree.
     cfg = load_config(
-        QUICKSTART, [*deploy_local.SHORT_JOB, f"federation.num_clients={NODES}", f"federation.num_rounds={ROUNDS}"]
+        CROWD_FEDAVG, [*deploy_local.SHORT_JOB, f"federation.num_clients={NODES}", f"federation.num_rounds={ROUNDS}"]
     )
     assert test_acc.loc[ROUNDS] == pytest.approx(run_plain_fedavg(cfg).test_acc[-1], abs=1e-9)
     clients = metrics[metrics["client"].notna()]

@@ -14,7 +14,7 @@ from fedkd.federation.local import ingest_labels, label_accuracy
 from fedkd.federation.plain import run_plain_fedavg
 from fedkd.runs import TIMING_METRICS
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 TINY = {
     "run.name": "tiny",
     "data.dataset": "digits",
@@ -30,7 +30,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_config(QUICKSTART, TINY)
+    return load_config(CROWD_FEDAVG, TINY)
 
 
 def test_clients_share_out_the_train_pool_disjointly(tiny):

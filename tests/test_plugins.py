@@ -16,7 +16,7 @@ PLUGIN = ROOT / "tests" / "plugins" / "fedkd_median_plugin"
 
 def test_unknown_strategy_lists_the_installed_ones():
     with pytest.raises(ConfigError, match=r"choose one of \[.*'fedavg'.*\]"):
-        load_config(ROOT / "simulations" / "quickstart.toml", {"federation.strategy": "fedmedian"})
+        load_config(ROOT / "simulations" / "crowd_fedavg.toml", {"federation.strategy": "fedmedian"})
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_installed_plugin_runs_by_name(tmp_path):
         from strategies.registry import available_strategies
         assert "fedmedian" in available_strategies(), available_strategies()
         result = fedkd.run(
-            {str(ROOT / "simulations" / "quickstart.toml")!r},
+            {str(ROOT / "simulations" / "crowd_fedavg.toml")!r},
             overrides={{"federation.strategy": "fedmedian", "federation.num_clients": 3, "federation.num_rounds": 2,
                        "data.dataset": "digits", "client.model": "mlp", "federation.partition": "iid"}},
             out={str(tmp_path / "run")!r},

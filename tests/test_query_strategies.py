@@ -10,7 +10,7 @@ from fedkd.config import load_config
 from fedkd.errors import ConfigError
 from fedkd.runs import TIMING_METRICS
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 FEDDF = {
     "federation.strategy": "feddf",
     "federation.num_clients": 3,
@@ -34,21 +34,22 @@ def test_strategy_and_query_source_must_agree():
     with pytest.raises(ConfigError, match="set distill.method = 'real'"):
         from strategies.query_distill import FedDF
 
-        FedDF(load_config(QUICKSTART, {**FEDDF, "distill.method": "tandemgan"}))
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "distill.method": "tandemgan"}))
 
 
 def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
     from strategies.query_distill import FedDF
 
-    cfg = load_config(QUICKSTART, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 3, "distill.budget": 1000})
+    rounds = {"federation.num_rounds": 5, "query.first_round": 3}
+    cfg = load_config(CROWD_FEDAVG, {**FEDDF, **rounds, "distill.budget": 1000})
     assert [FedDF(cfg).budget_until(r) for r in range(1, 6)] == [0, 0, 334, 667, 1000]
     with pytest.raises(ConfigError, match="query.first_round = 6 is after the last round"):
-        FedDF(load_config(QUICKSTART, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
 
 
 @pytest.mark.slow
 def test_feddf_learns_through_answers_with_an_exact_budget_and_resumes(tmp_path):
-    cfg = load_config(QUICKSTART, FEDDF)
+    cfg = load_config(CROWD_FEDAVG, FEDDF)
     first = fedkd.run(cfg, out=tmp_path / "a")
     m = first.metrics
     queries = m.query("metric == 'test_acc' and round > 0")["queries"].tolist()
@@ -84,7 +85,7 @@ def test_fedaedm_distils_prior_queries_into_a_student_within_the_budget(tmp_path
         "aedm.steer_steps": 2,
         "aedm.offline_epochs": 10,
     }
-    result = fedkd.run(load_config(QUICKSTART, overrides), out=tmp_path / "run")
+    result = fedkd.run(load_config(CROWD_FEDAVG, overrides), out=tmp_path / "run")
     m = result.metrics
     assert m.query("metric == 'test_acc' and round > 0")["queries"].tolist() == [960, 1920]
     assert result.final("test_acc/ensemble") > 0.7
@@ -94,7 +95,8 @@ def test_fedaedm_distils_prior_queries_into_a_student_within_the_budget(tmp_path
 def test_fedaedm_refuses_a_prior_of_the_clients_own_data():
     from strategies.query_distill import FedAEDM
 
-    cfg = load_config(QUICKSTART, {"federation.strategy": "fedaedm", "distill.method": "aedm",
+    cfg = load_config(CROWD_FEDAVG, {"federation.strategy": "fedaedm", "distill.method": "aedm",
                                    "distill.student_steps": 0, "aedm.prior_dataset": "mnist5k"})
     with pytest.raises(ConfigError, match="the teacher's own data"):
         FedAEDM(cfg).build_global_model((1, 28, 28), 10)
+

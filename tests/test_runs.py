@@ -10,12 +10,12 @@ from fedkd.config import load_config
 from fedkd.errors import ConfigError
 from fedkd.runs import RunDir, RunResult, read_metrics
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "simulations" / "quickstart.toml"
+CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 
 
 @pytest.fixture
 def cfg():
-    return load_config(QUICKSTART)
+    return load_config(CROWD_FEDAVG)
 
 
 def test_fresh_run_writes_config_manifest_and_header(tmp_path, cfg):

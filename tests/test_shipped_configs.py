@@ -7,7 +7,7 @@ import pytest
 from fedkd.config import load_config
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
-FEDERATED = ["fed_avg", "fed_tandem", "fed_aedm", "fed_df"]
+FEDERATED = ["fed_avg", "fed_tandem", "fed_aedm", "fed_df", "quickstart"]
 
 
 @pytest.mark.parametrize("path", sorted(SIMULATIONS.glob("*.toml")), ids=lambda p: p.stem)
