@@ -117,7 +117,8 @@ def measure(crowd: Crowd, seeds: int) -> tuple[list[dict], list[dict]]:
     rows, chunk_rows = [], []
     for method in ("mv", "ds"):
         for seed in range(seeds if method in STOCHASTIC else 1):
-            rows.append({**base, "method": method, "chunking": "offline", "seed": seed, **run_offline(crowd, method, seed)})
+            rows.append({**base, "method": method, "chunking": "offline", "seed": seed,
+                         **run_offline(crowd, method, seed)})
     for peer, make in crowdkit_peers().items():
         rows.append({**base, "method": peer, "chunking": "offline", "seed": 0, **run_peer(crowd, make)})
     for chunking, chunks in chunkings(crowd.labels).items():
@@ -196,9 +197,10 @@ def plot(chunk_runs: pd.DataFrame, runs: pd.DataFrame, out: Path) -> None:
 
     names = list(chunk_runs["dataset"].unique())
     cols = min(3, len(names))
-    fig, axes = plt.subplots(-(-len(names) // cols), cols, figsize=(4.2 * cols, 3.2 * -(-len(names) // cols)), squeeze=False)
+    n_rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(4.2 * cols, 3.2 * n_rows), squeeze=False)
     ten = chunk_runs[chunk_runs["chunking"] == "10%"]
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=False):
         part = ten[ten["dataset"] == name]
         for method, curve in part.groupby("method", sort=False):
             mean = curve.groupby("chunk")["cumulative_accuracy"].mean() * 100
@@ -282,7 +284,8 @@ def main(argv: list[str] | None = None) -> None:
     checks = acceptance(summary)
     elapsed = time.perf_counter() - start
     (args.out / "crowd_aggregation.md").write_text(
-        table + "\n" + "\n".join(f"- {line}" for line in checks) + f"\n\nWall time of the benchmark: {elapsed:.0f} s.\n")
+        table + "\n" + "\n".join(f"- {line}" for line in checks)
+        + f"\n\nWall time of the benchmark: {elapsed:.0f} s.\n")
     plot(chunk_runs, runs, args.out)
     print(table)
     print("\n".join(checks))

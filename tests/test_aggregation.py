@@ -95,7 +95,8 @@ def test_duplicate_rows_warn_and_keep_the_last(method):
         assert agg.predict(df).loc[1] == 1
 
 
-@pytest.mark.parametrize(("method", "max_err", "mean_err"), [("mv", 0.12, 0.03), ("ds", 0.07, 0.015), ("bila", 0.07, 0.025)])
+@pytest.mark.parametrize(("method", "max_err", "mean_err"),
+                         [("mv", 0.12, 0.03), ("ds", 0.07, 0.015), ("bila", 0.07, 0.025)])
 def test_online_aggregators_recover_known_confusions(method, max_err, mean_err):
     df, _, conf = _crowd(n_tasks=3000, kind="class_dependent", noise=(0.1, 0.45))
     agg = build_aggregator(method, 3, seed=0)
@@ -139,7 +140,7 @@ def test_bila_never_keeps_earlier_chunks():
     chunks[0]["label"] = 0  # an aggregator that kept a reference to the old rows would now see other labels
     later = [agg.partial_fit(c).predict(c) for c in chunks[1:]]
     assert first.equals(expected[0])
-    for got, want in zip(later, expected[1:]):
+    for got, want in zip(later, expected[1:], strict=False):
         assert got.equals(want)
     assert {k: np.shape(v) for k, v in agg.state_dict().items() if isinstance(v, np.ndarray)} == shapes
 

@@ -122,7 +122,8 @@ def test_csv_round_trip_and_file_errors(tmp_path):
     df = pd.DataFrame({"task": ["t1", "t2"], "worker": ["w", "v"], "label": [1, 0]})
     write_crowd_csv(df, tmp_path / "labels.csv")
     back = read_crowd_csv(tmp_path / "labels.csv", n_classes=2)
-    pd.testing.assert_frame_equal(back.astype({"task": object, "worker": object}), df.astype({"task": object, "worker": object}))
+    as_objects = {"task": object, "worker": object}
+    pd.testing.assert_frame_equal(back.astype(as_objects), df.astype(as_objects))
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="is empty"):
         read_crowd_csv(tmp_path / "empty.csv")

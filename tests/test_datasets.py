@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedkd.data import DATASETS, ImageDataset, load_dataset, register_dataset
-from fedkd.data import datasets
+from fedkd.data import DATASETS, ImageDataset, datasets, load_dataset, register_dataset
 from fedkd.data.local_files import read_idx
 from fedkd.errors import ConfigError, DataError
 

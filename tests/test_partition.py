@@ -51,12 +51,13 @@ def test_same_seed_same_split_other_seed_other_split():
         first = partition(LABELS, 5, method, seed=11)
         again = partition(LABELS, 5, method, seed=11)
         other = partition(LABELS, 5, method, seed=12)
-        assert all(np.array_equal(a, b) for a, b in zip(first, again))
-        assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+        assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=False))
+        assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=False))
 
 
 def test_smaller_alpha_gives_stronger_label_skew():
-    entropy = {alpha: np.mean([_label_entropy(LABELS, partition(LABELS, 10, "dirichlet", alpha=alpha, min_size=5, seed=s))
+    entropy = {alpha: np.mean([_label_entropy(LABELS,
+                                              partition(LABELS, 10, "dirichlet", alpha=alpha, min_size=5, seed=s))
                                for s in range(5)])
                for alpha in (0.1, 1.0, 100.0)}
     assert entropy[0.1] < entropy[1.0] < entropy[100.0]

@@ -185,7 +185,7 @@ class BILA(Aggregator):
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            for p, old in zip(optimizer.param_groups[0]["params"], before):
+            for p, old in zip(optimizer.param_groups[0]["params"], before, strict=False):
                 p.copy_(old + (p - old).clamp(-self.config.max_step, self.config.max_step))
 
     # --- prediction and state -------------------------------------------------------------------
@@ -202,7 +202,7 @@ class BILA(Aggregator):
         return posterior_from_confusions(enc, self._log_conf(), log_prior)
 
     def worker_confusions(self) -> dict[Hashable, np.ndarray]:
-        return dict(zip(self.workers_, np.exp(self._log_conf()[:-1])))
+        return dict(zip(self.workers_, np.exp(self._log_conf()[:-1]), strict=False))
 
     def _state_arrays(self) -> StateDict:
         arrays = {name: tensor.detach().numpy().copy() for name, tensor in self._tensors().items()}

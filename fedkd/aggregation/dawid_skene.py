@@ -121,7 +121,7 @@ class DawidSkene(Aggregator):
         return posterior_from_confusions(enc, self._log_conf(self.counts_), self._log_prior(self.class_counts_))
 
     def worker_confusions(self) -> dict[Hashable, np.ndarray]:
-        return dict(zip(self.workers_, np.exp(self._log_conf(self.counts_)[:-1])))
+        return dict(zip(self.workers_, np.exp(self._log_conf(self.counts_)[:-1]), strict=False))
 
     def _state_arrays(self) -> StateDict:
         return {"counts": self.counts_.copy(), "class_counts": self.class_counts_.copy(), "alpha": self.alpha,

@@ -65,7 +65,8 @@ class MajorityVote(Aggregator):
         agree = np.trace(counts, axis1=1, axis2=2)[enc.worker[seen]]
         total = counts.sum(axis=(1, 2))[enc.worker[seen]]
         reliability[seen] = (agree + 1.0) / (total + 2.0)
-        return np.bincount(enc.task * C + enc.label, weights=reliability, minlength=enc.n_tasks * C).reshape(enc.n_tasks, C)
+        counts = np.bincount(enc.task * C + enc.label, weights=reliability, minlength=enc.n_tasks * C)
+        return counts.reshape(enc.n_tasks, C)
 
     def _update(self, enc: EncodedChunk) -> None:
         C = self.n_classes
@@ -78,7 +79,7 @@ class MajorityVote(Aggregator):
     def worker_confusions(self) -> dict[Hashable, np.ndarray]:
         smoothed = self.counts_ + 1.0
         matrices = smoothed / smoothed.sum(axis=2, keepdims=True)
-        return dict(zip(self.workers_, matrices))
+        return dict(zip(self.workers_, matrices, strict=False))
 
     def _state_arrays(self) -> StateDict:
         return {"tie_break": self.tie_break, "counts": self.counts_.copy()}

@@ -37,7 +37,8 @@ CROWD_SETS: tuple[str, ...] = tuple(_SET_CLASSES)
 # --- simulated annotators -------------------------------------------------------------------------
 
 
-def _noise_rates(noise: float | tuple[float, float] | np.ndarray, n_annotators: int, rng: np.random.Generator) -> np.ndarray:
+def _noise_rates(noise: float | tuple[float, float] | np.ndarray, n_annotators: int,
+                 rng: np.random.Generator) -> np.ndarray:
     """One wrong-label rate per annotator: a float for all, a (lo, hi) tuple drawn uniformly, or an array."""
     if isinstance(noise, tuple):
         if len(noise) != 2 or not 0.0 <= noise[0] <= noise[1] <= 1.0:
@@ -193,7 +194,8 @@ def simulate_labels(
     truth = np.repeat(y, L)
     cdf = np.cumsum(confusions, axis=-1)[chosen, truth]
     labels = np.minimum((rng.random(chosen.size)[:, None] >= cdf).sum(axis=1), C - 1)
-    return pd.DataFrame({"task": np.repeat(task_ids, L), "worker": worker_ids[chosen], "label": labels.astype(np.int64)})
+    return pd.DataFrame({"task": np.repeat(task_ids, L), "worker": worker_ids[chosen],
+                         "label": labels.astype(np.int64)})
 
 
 def chunk_tasks(df: pd.DataFrame, n_chunks: int | None = None, chunk_size: int | None = None) -> list[pd.DataFrame]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -40,9 +40,11 @@ class ImageDataset:
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4 or self.x.dtype != np.float32:
-            raise DataError(f"dataset {self.name!r}: images must be float32 (N, C, H, W), got {self.x.dtype} {self.x.shape}")
+            raise DataError(f"dataset {self.name!r}: images must be float32 (N, C, H, W), "
+                            f"got {self.x.dtype} {self.x.shape}")
         if self.x.shape[2] != self.x.shape[3]:
-            raise DataError(f"dataset {self.name!r}: images must be square, got H x W = {self.x.shape[2]} x {self.x.shape[3]}")
+            raise DataError(f"dataset {self.name!r}: images must be square, "
+                            f"got H x W = {self.x.shape[2]} x {self.x.shape[3]}")
         if self.y.shape != (len(self.x),) or self.y.dtype != np.int64:
             raise DataError(f"dataset {self.name!r}: labels must be int64 shaped ({len(self.x)},), "
                             f"got {self.y.dtype} {self.y.shape}")
@@ -132,7 +134,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FEDKD_CACHE") or Path.home() / ".cache" / "fedkd")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits() -> ImageDataset:
     from sklearn.datasets import load_digits
 
@@ -141,7 +143,7 @@ def _digits() -> ImageDataset:
     return _read_only(ImageDataset(to_unit_range(images, 16.0), bunch.target.astype(np.int64), 10, "digits"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits28() -> ImageDataset:
     """The 8x8 digits upsampled bilinearly (align_corners=False) to 28x28, MNIST's size."""
     small = _digits()
@@ -179,7 +181,7 @@ def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     return pixels, labels
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mnist5k() -> ImageDataset:
     pixels, labels = _mnist5k_raw()
     return _read_only(ImageDataset(to_unit_range(pixels.reshape(-1, 1, 28, 28), 255.0), labels, 10, "mnist5k"))
@@ -194,7 +196,8 @@ def _builtin(name: str, build: Callable[[], ImageDataset]) -> Callable[[str | No
     return load
 
 
-def _local(name: str, read: Callable[[str | None], tuple[np.ndarray, np.ndarray]]) -> Callable[[str | None], ImageDataset]:
+def _local(name: str,
+           read: Callable[[str | None], tuple[np.ndarray, np.ndarray]]) -> Callable[[str | None], ImageDataset]:
     def load(path: str | None = None) -> ImageDataset:
         images, labels = read(path)
         return from_arrays(images, labels, name)

@@ -53,7 +53,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
     if len(raw) - offset != int(np.prod(shape)) * dtype.itemsize:
-        raise DataError(f"{str(path)!r}: IDX header says shape {shape} but the file holds {len(raw) - offset} data bytes")
+        raise DataError(f"{str(path)!r}: IDX header says shape {shape} "
+                        f"but the file holds {len(raw) - offset} data bytes")
     return np.frombuffer(raw, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 

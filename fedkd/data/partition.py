@@ -48,7 +48,8 @@ def _dirichlet(labels: np.ndarray, num_clients: int, alpha: float, min_size: int
 
 
 def _shards(labels: np.ndarray, num_clients: int, shards_per_client: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Sort by label (ties in random order), cut into ``num_clients * shards_per_client`` equal shards, deal them at random.
+    """Sort by label (ties in random order), cut into ``num_clients * shards_per_client`` equal shards, deal
+    them at random.
 
     With 2 shards per client most clients see only two classes (McMahan et al., 2017).
     """

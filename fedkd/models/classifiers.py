@@ -8,7 +8,7 @@ accept 8x8, 28x28 and 32x32 inputs; how each adapts to small images is said in i
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -84,7 +84,8 @@ class VGGSmall(Classifier):
     the embedding is the 128 pooled channels.
     """
 
-    def __init__(self, in_channels: int, image_size: int, n_classes: int, widths: tuple[int, ...] = (32, 64, 128)) -> None:
+    def __init__(self, in_channels: int, image_size: int, n_classes: int,
+                 widths: tuple[int, ...] = (32, 64, 128)) -> None:
         layers: list[nn.Module] = []
         c_in = in_channels
         for width in widths:
