@@ -97,12 +97,14 @@ def summarise(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             "fidelity_mean": group["fidelity"].mean(), "fidelity_std": group["fidelity"].std(ddof=1),
             "relative_acc": group["test_acc"].mean() / teacher,
             "queries_to_90pct_teacher": np.nanmedian(reach) if not np.isnan(reach).all() else float("nan"),
-            "seeds_reaching_90pct": int(np.sum(~np.isnan(reach))), "seeds": len(group),
+            "seeds_reaching_90pct": int(np.sum(~np.isnan(reach))), "seeds_with_curve": len(reach),
+            "seeds": len(group),
             "queries_per_second": speed["queries_per_second"].mean(),
             "student_steps_per_second": speed["student_steps_per_second"].mean(),
             "share_teacher": speed["share_teacher"].mean(), "share_generator": speed["share_generator"].mean(),
             "share_student": speed["share_student"].mean(), "wall_seconds": speed["wall_seconds"].mean(),
             "seconds_steer": speed["seconds_steer"].mean(), "seconds_offline": speed["seconds_offline"].mean(),
+            "queries_spent": speed["queries"].mean(),
         })
     return pd.DataFrame(rows)
 
@@ -133,6 +135,11 @@ def plot(curves: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def mean_std(mean: float, std: float) -> str:
+    """``mean ± std``, or the mean alone where one seed leaves no spread."""
+    return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
 def markdown(summary: pd.DataFrame) -> str:
     lines = [
         "Black-box distillation of a LeNet-5 teacher into a LeNet-5 student at the query budget in the table, "
@@ -150,11 +157,12 @@ def markdown(summary: pd.DataFrame) -> str:
     for row in summary.itertuples():
         reach = "—"
         if not np.isnan(row.queries_to_90pct_teacher):
-            reach = f"{row.queries_to_90pct_teacher / 1e3:,.0f}k ({row.seeds_reaching_90pct}/{row.seeds})"
+            of = row.seeds if np.isnan(row.seeds_with_curve) else row.seeds_with_curve
+            reach = f"{row.queries_to_90pct_teacher / 1e3:,.0f}k ({row.seeds_reaching_90pct}/{of:.0f})"
         lines.append(
             f"| {row.dataset} | {row.budget / 1e3:,.0f}k | {row.method} | {row.teacher_acc:.3f} "
-            f"| {row.test_acc_mean:.3f} ± {row.test_acc_std:.3f} "
-            f"| {row.fidelity_mean:.3f} ± {row.fidelity_std:.3f} | {100 * row.relative_acc:.0f} % | {reach} "
+            f"| {mean_std(row.test_acc_mean, row.test_acc_std)} | {mean_std(row.fidelity_mean, row.fidelity_std)} "
+            f"| {100 * row.relative_acc:.0f} % | {reach} "
             f"| {row.queries_per_second:,.0f} | {row.student_steps_per_second:.1f} "
             f"| {100 * row.share_teacher:.0f} / {100 * row.share_generator:.0f} / {100 * row.share_student:.0f} % "
             f"| {row.seeds} |"
@@ -192,7 +200,8 @@ def cost_table(summary: pd.DataFrame) -> str:
         wall = row.wall_seconds
         offline = 0.0 if np.isnan(row.seconds_offline) else row.seconds_offline
         steer = "—" if np.isnan(row.seconds_steer) else f"{row.seconds_steer:,.0f}"
-        lines.append(f"| {row.dataset} | {row.method} | {row.budget:,} | {wall:,.0f} | {wall * row.share_teacher:,.0f} "
+        spent = row.budget if np.isnan(row.queries_spent) else row.queries_spent
+        lines.append(f"| {row.dataset} | {row.method} | {spent:,.0f} | {wall:,.0f} | {wall * row.share_teacher:,.0f} "
                      f"| {wall * row.share_generator - offline:,.0f} | {steer} "
                      f"| {wall * row.share_student + offline:,.0f} |")
     return "\n".join(lines) + "\n"
@@ -242,7 +251,7 @@ def run_row(metrics: pd.DataFrame, dataset: str, variant: str, seed: int, budget
     last = metrics.groupby("metric")["value"].last()
     parts = {p: last[f"seconds/{p}"] for p in ("teacher", "generator", "student")}
     total = sum(parts.values())
-    return {"dataset": dataset, "method": variant, "seed": seed, "budget": budget,
+    return {"dataset": dataset, "method": variant, "seed": seed, "budget": budget, "queries": last["queries"],
             "queries_per_second": last["queries_per_second"],
             "student_steps_per_second": last["student_steps_per_second"],
             "wall_seconds": total, **{f"share_{p}": v / total for p, v in parts.items()},
@@ -302,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                     curve_rows.append({"dataset": dataset, "method": variant, "seed": seed,
                                        "queries": budget, "teacher_acc": last["teacher_acc"],
                                        "test_acc": last["test_acc"], "fidelity": last["fidelity"]})
-                    run_rows.append(run_row(metrics, dataset, variant, seed, int(last["queries"])))
+                    run_rows.append(run_row(metrics, dataset, variant, seed, budget))
     curves, runs = pd.DataFrame(curve_rows), pd.DataFrame(run_rows)
     summary = summarise(curves, runs)
     if args.reuse is not None:
@@ -312,10 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     curves.to_csv(args.out / "blackbox_curves.csv", index=False)
     summary.to_csv(args.out / "blackbox_summary.csv", index=False)
     plot(curves, args.out / "blackbox_curves.png")
-    table = "\n".join([markdown(summary), "Test accuracy at each budget (mean ± std over the seeds run; AEDM: one "
-                       "run per budget; curve methods: where their evaluation grid has the budget).", "",
-                       accuracy_at_budgets(curves), "Cost per method at its largest budget (mean over seeds).",
-                       "", cost_table(summary)])
+    table = "\n".join([
+        markdown(summary),
+        "Test accuracy at each budget (mean ± std over the seeds run; AEDM: one run per budget; curve methods: "
+        "where their evaluation grid has the budget).", "", accuracy_at_budgets(curves),
+        "Cost per method at its largest budget (mean over seeds; seconds on the shared machine, whose load from "
+        "other jobs varied between runs).", "", cost_table(summary),
+    ])
     (args.out / "blackbox_distill.md").write_text(table)
     if {"aedm/label", "aedm-plain/label"} <= set(args.aedm_variants) and "mnist5k" in args.datasets:
         grid_budget = 20_000 if 20_000 in args.aedm_budgets else max(args.aedm_budgets)
