@@ -71,6 +71,11 @@ class AEDMConfig:
     the teacher's frame, the rest being background (MNIST centres its digits in a 20x20 box of 28x28: a
     public fact about the teacher's input format); 0 fills the whole frame. ``offline_max_steps`` (0: no
     cap) stops the offline phase after that many Adam steps, so its cost stops growing with the budget.
+    ``balance_classes`` weighs each stored answer in the offline phase by ``N / (C * n_c)`` for its (arg-max)
+    class ``c`` (``AEDM.class_weights``): a teacher may answer most prior images with a few classes
+    (measured with the federation's combined answers: 100 of 20k queries answered "7"), and an unweighted
+    student then rarely predicts the rare ones (federated seed 1: offline student 0.43 unweighted, 0.70
+    weighted).
     """
 
     section: ClassVar[str] = "aedm"
@@ -91,6 +96,7 @@ class AEDMConfig:
     augment_scale: float = 0.1
     query_box: int = 0
     offline_max_steps: int = 0
+    balance_classes: bool = False
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
@@ -269,14 +275,23 @@ class AEDM:
         student.train()
         batches = [idx for _ in range(cfg.offline_epochs)
                    for idx in torch.randperm(len(x), generator=self.augment_rng).split(cfg.offline_batch_size)]
+        weights = self.class_weights(answers) if cfg.balance_classes else torch.ones(len(answers))
         for idx in batches[:cfg.offline_max_steps or None]:
-            loss = disagreement(student(self.augmented(x[idx])), answers[idx], mode).mean()
+            loss = (disagreement(student(self.augmented(x[idx])), answers[idx], mode) * weights[idx]).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         student.train(was_training)
         self.offline_done = True
         self.seconds["offline"] += time.perf_counter() - start
+
+    @staticmethod
+    def class_weights(answers: torch.Tensor) -> torch.Tensor:
+        """Per stored answer ``N / (C * n_c)``, ``c`` its class (arg-max in proba mode) and ``C`` the number of
+        classes answered at all: every answered class weighs the same in total, and the mean weight is 1."""
+        classes = answers if answers.dim() == 1 else answers.argmax(dim=1)
+        counts = torch.bincount(classes).float()
+        return (len(classes) / (int((counts > 0).sum()) * counts))[classes]
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
