@@ -161,10 +161,10 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
         labels = [f"{s}\n{a}" for s, a in zip(part["strategy"], part["aggregator"], strict=True)]
         ax.bar(range(len(part)), part["mean"], yerr=part["std"].fillna(0), color="tab:blue", alpha=0.8)
         ax.set_xticks(range(len(part)), labels, rotation=70, fontsize=7)
-        ax.set_title(f"alpha {alpha:g}, {noise} noise", fontsize=9)
+        ax.set_title(f"alpha {alpha:g}, {noise} noise (mean ± std over seeds)", fontsize=9)
         ax.set_ylim(0, 1)
         ax.axhline(0.1, color="grey", lw=0.8, ls=":")
-    axes[0][0].set_ylabel("global test accuracy (mean ± std over seeds)")
+    axes[0][0].set_ylabel("global test accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
