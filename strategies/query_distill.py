@@ -185,13 +185,9 @@ class FedAEDM(QueryDistillation):
     method = "aedm"
 
     def synthesizer(self) -> QuerySynthesizer:
-        from fedkd.distill.aedm import AEDM, load_aedm_prior
+        from fedkd.distill.aedm import AEDM, load_aedm_prior, require_no_fresh_student_batches
 
-        if self.cfg.distill.student_steps != 0:
-            raise ConfigError(
-                f"federation.strategy = 'fedaedm' needs distill.student_steps = 0 (got "
-                f"{self.cfg.distill.student_steps}): every query must reach AEDM's replay memory"
-            )
+        require_no_fresh_student_batches(self.cfg.distill.student_steps)
         prior = load_aedm_prior(self.cfg.aedm, self.cfg.data.dataset, self.shape[0])
         return AEDM(self.cfg.aedm, prior, self.shape[1], derive_seed(self.cfg.run.seed, "aedm"))
 

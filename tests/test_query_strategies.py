@@ -100,3 +100,12 @@ def test_fedaedm_refuses_a_prior_of_the_clients_own_data():
     with pytest.raises(ConfigError, match="the teacher's own data"):
         FedAEDM(cfg).build_global_model((1, 28, 28), 10)
 
+
+
+def test_fedaedm_needs_every_query_to_reach_the_replay_memory():
+    from strategies.query_distill import FedAEDM
+
+    cfg = load_config(CROWD_FEDAVG, {"federation.strategy": "fedaedm", "distill.method": "aedm",
+                                     "distill.student_steps": 2})
+    with pytest.raises(ConfigError, match=r"needs distill.student_steps = 0 \(got 2\)"):
+        FedAEDM(cfg).build_global_model((1, 28, 28), 10)

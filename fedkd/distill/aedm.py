@@ -145,6 +145,14 @@ def frame_images(small: torch.Tensor, size: int, box: int) -> torch.Tensor:
 DERIVED_FROM: dict[str, str] = {"digits28": "digits"}
 
 
+def require_no_fresh_student_batches(student_steps: int) -> None:
+    """AEDM's own batch (fresh + replayed) is the online student step; the shared loop's fresh batches would
+    spend queries whose answers never reach the replay memory, so ``distill.student_steps`` must be 0."""
+    if student_steps != 0:
+        raise ConfigError(f"distill.method = 'aedm' needs distill.student_steps = 0 (got {student_steps}): "
+                          f"every query must reach AEDM's replay memory")
+
+
 def load_aedm_prior(config: AEDMConfig, teacher_dataset: str, channels: int) -> DiffusionModel:
     """The prior ``config.prior`` names, checked to be public data with respect to the teacher.
 

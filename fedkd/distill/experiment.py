@@ -54,7 +54,7 @@ def resolve_teacher_path(path: str) -> Path:
 
 def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageDataset) -> QuerySynthesizer:
     """The query source ``cfg.distill.method`` names, seeded from the run seed."""
-    from fedkd.distill.aedm import AEDM, load_aedm_prior
+    from fedkd.distill.aedm import AEDM, load_aedm_prior, require_no_fresh_student_batches
     from fedkd.distill.baselines import RandomNoise, RealData
     from fedkd.distill.dfme import DFME
     from fedkd.distill.tandemgan import TandemGAN
@@ -67,9 +67,7 @@ def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageData
     if method == "random":
         return RandomNoise(info.channels, info.image_size, seed)
     if method == "aedm":
-        if cfg.distill.student_steps != 0:
-            raise ConfigError(f"distill.method = 'aedm' needs distill.student_steps = 0 (got "
-                              f"{cfg.distill.student_steps}): every query must reach AEDM's replay memory")
+        require_no_fresh_student_batches(cfg.distill.student_steps)
         return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, info.dataset, info.channels), info.image_size, seed)
     return RealData(train.tensors()[0], seed)
 
