@@ -198,15 +198,24 @@ class FedDF(QueryDistillation):
     method = "real"
 
     def synthesizer(self) -> QuerySynthesizer:
+        from fedkd.distill.aedm import frame_images
         from fedkd.distill.baselines import RealData
 
-        public = load_dataset(self.cfg.query.public_dataset)
-        if (public.channels, public.image_size) != self.shape[:2]:
+        query = self.cfg.query
+        public = load_dataset(query.public_dataset)
+        channels, size = self.shape[0], self.shape[1]
+        if query.public_box > size:
+            raise ConfigError(f"query.public_box must be <= the clients' image size {size}, got {query.public_box}")
+        if public.channels != channels or (public.image_size != size and not query.public_box):
             raise ConfigError(
-                f"query.public_dataset = {self.cfg.query.public_dataset!r} has {public.channels}x{public.image_size}"
-                f"x{public.image_size} images, the clients have {self.shape[0]}x{self.shape[1]}x{self.shape[2]}"
+                f"query.public_dataset = {query.public_dataset!r} has {public.channels}x{public.image_size}"
+                f"x{public.image_size} images, the clients have {channels}x{size}x{self.shape[2]} "
+                f"(set query.public_box to resize them into the clients' frame)"
             )
-        return RealData(public.tensors()[0], derive_seed(self.cfg.run.seed, "public-data"))
+        images = public.tensors()[0]
+        if query.public_box:
+            images = frame_images(images, size, query.public_box)
+        return RealData(images, derive_seed(self.cfg.run.seed, "public-data"))
 
 
 def _to_tensors(obj: Any) -> Any:

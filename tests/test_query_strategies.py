@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import fedkd
 from fedkd.config import load_config
@@ -45,6 +46,23 @@ def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
     assert [FedDF(cfg).budget_until(r) for r in range(1, 6)] == [0, 0, 334, 667, 1000]
     with pytest.raises(ConfigError, match="query.first_round = 6 is after the last round"):
         FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
+
+
+def test_feddf_frames_public_images_into_query_public_box():
+    """The public digits are placed like the clients' MNIST digits: a centred 20x20 box, background around."""
+    from strategies.query_distill import FedDF
+
+    box = {"data.dataset": "mnist5k", "query.public_dataset": "digits", "query.public_box": 20}
+    pool = FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box})).synthesizer().pool
+    assert pool.shape[1:] == (1, 28, 28)
+    border = torch.ones(28, 28, dtype=torch.bool)
+    border[4:24, 4:24] = False
+    assert (pool[:, 0, border] == -1).all()
+    assert (pool[:, 0, 4:24, 4:24] > -1).any(dim=(1, 2)).all()
+    with pytest.raises(ConfigError, match="set query.public_box"):
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 0})).synthesizer()
+    with pytest.raises(ConfigError, match="query.public_box must be <= the clients' image size 28, got 30"):
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 30})).synthesizer()
 
 
 @pytest.mark.slow

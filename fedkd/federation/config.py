@@ -112,13 +112,17 @@ class QuerySection:
     rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in
     label mode), ``class_aware`` (each client weighed per class by its share of that class's labels), or an
     aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
-    ``public_dataset`` is FedDF's unlabeled public data, resized to the clients' images. ``first_round`` is the
+    ``public_dataset`` is FedDF's unlabeled public data; ``public_box`` (0: none) resizes it into a centred box of
+    that side in the clients' frame, background around it, as ``aedm.query_box`` does with decoded images (MNIST
+    centres its digits in a 20x20 box of 28x28; public digits that fill the frame look unlike the clients' data).
+    ``first_round`` is the
     round from which the budget is spent (evenly over the rounds left): before it the clients only train, since
     answers from clients whose labels are still arriving are poor and every stored answer is trained on again.
     """
 
     combine: str = "class_aware"
     public_dataset: str = "digits28"
+    public_box: int = 0
     eval_ensemble: bool = True
     first_round: int = 1
 
@@ -130,3 +134,5 @@ class QuerySection:
         require_choice("query.public_dataset", self.public_dataset, DATASETS)
         if self.first_round < 1:
             raise ConfigError(f"query.first_round must be >= 1, got {self.first_round}")
+        if self.public_box < 0:
+            raise ConfigError(f"query.public_box must be >= 0 (0: the images as they are), got {self.public_box}")
