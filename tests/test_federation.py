@@ -9,6 +9,7 @@ import pytest
 
 import fedkd
 from fedkd.config import load_config
+from fedkd.errors import ConfigError
 from fedkd.federation.data import client_data, client_partitions, train_test
 from fedkd.federation.local import ingest_labels, label_accuracy
 from fedkd.federation.plain import run_plain_fedavg
@@ -68,6 +69,17 @@ def test_round_one_sees_only_the_first_chunk(tiny):
     data = client_data(tiny, 2)
     state = ingest_labels(tiny, data, None, 1)
     assert set(np.flatnonzero(state.labels >= 0)) == set(data.chunks[0]["task"])
+
+
+def test_aggregator_options_reach_the_cleaning_and_bad_ones_are_named(tiny):
+    """BILA's log class prior is what moves its labels on a skewed client (benchmarks/client_labels.py)."""
+    cfg = tiny.replace({"client.aggregator": "bila", "federation.partition": "dirichlet", "federation.alpha": 0.1})
+    data = client_data(cfg, 0)
+    with_prior = ingest_labels(cfg, data, None, 2).labels
+    without = ingest_labels(cfg, data, None, 2, log_prior=False).labels
+    assert (with_prior != without).any()
+    with pytest.raises(ConfigError, match="unknown BILA option"):
+        ingest_labels(cfg, data, None, 1, log_priors=False)
 
 
 def _stable(metrics: pd.DataFrame) -> pd.DataFrame:
