@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "simulations" / "fed_avg.toml"
 NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
-#: cleaning name -> (client.aggregator, aggregator options)
+#: cleaning name -> (client.aggregator, client.aggregator_options)
 CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
     "mv": ("mv", {}),
     "ds": ("ds", {}),
@@ -48,12 +48,12 @@ def clean_labels(alpha: float, noise: str, seed: int, cleaning: str) -> dict[str
 
     aggregator, options = CLEANINGS[cleaning]
     overrides = {"federation.alpha": alpha, "crowd.noise": NOISE[noise], "client.aggregator": aggregator,
-                 "run.seed": seed}
+                 "client.aggregator_options": options, "run.seed": seed}
     cfg = load_config(CONFIG, overrides)
     right, rare_right, rare_total, to_majority = [], 0, 0, 0
     for pid in range(cfg.federation.num_clients):
         data = client_data(cfg, pid)
-        labels = ingest_labels(cfg, data, None, len(data.chunks), **options).labels
+        labels = ingest_labels(cfg, data, None, len(data.chunks)).labels
         known = labels >= 0
         labels, truth = labels[known], data.y_true[known]
         share = np.bincount(truth, minlength=data.n_classes) / len(truth)

@@ -76,10 +76,14 @@ def test_aggregator_options_reach_the_cleaning_and_bad_ones_are_named(tiny):
     cfg = tiny.replace({"client.aggregator": "bila", "federation.partition": "dirichlet", "federation.alpha": 0.1})
     data = client_data(cfg, 0)
     with_prior = ingest_labels(cfg, data, None, 2).labels
-    without = ingest_labels(cfg, data, None, 2, log_prior=False).labels
+    without = ingest_labels(cfg.replace(["client.aggregator_options={log_prior = false}"]), data, None, 2).labels
     assert (with_prior != without).any()
-    with pytest.raises(ConfigError, match="unknown BILA option"):
-        ingest_labels(cfg, data, None, 1, log_priors=False)
+    with pytest.raises(ConfigError, match="client.aggregator_options: unknown BILA option.*log_priors"):
+        cfg.replace({"client.aggregator_options": {"log_priors": False}})
+    with pytest.raises(ConfigError, match=r"'mv' has no option\(s\) \['log_prior'\]; it takes \['tie_break'\]"):
+        cfg.replace({"client.aggregator": "mv", "client.aggregator_options": {"log_prior": False}})
+    with pytest.raises(ConfigError, match="client.aggregator_options must be a table"):
+        cfg.replace({"client.aggregator_options": "log_prior=false"})
 
 
 def _stable(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,8 @@ configs, the CLI and federated clients use.
 
 from __future__ import annotations
 
+import inspect
+
 from fedkd.aggregation.base import Aggregator, EncodedChunk, predict_online
 from fedkd.aggregation.bila import BILA, BILAConfig
 from fedkd.aggregation.dawid_skene import DawidSkene
@@ -22,10 +24,18 @@ AGGREGATORS: dict[str, type[Aggregator]] = {
 
 
 def build_aggregator(name: str, n_classes: int, seed: int = 0, **kwargs) -> Aggregator:
-    """The aggregator registered as ``name``, for ``n_classes`` classes, seeded with ``seed``."""
+    """The aggregator registered as ``name``, for ``n_classes`` classes, seeded with ``seed``; ``kwargs`` are its
+    own options (a ``ConfigError`` names any it does not take, before it is built)."""
     if name not in AGGREGATORS:
         raise ConfigError(f"unknown aggregator {name!r}; choose one of {', '.join(AGGREGATORS)}")
-    return AGGREGATORS[name](n_classes=n_classes, seed=seed, **kwargs)
+    cls = AGGREGATORS[name]
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        own = [p for p in params if p not in ("n_classes", "seed")]
+        unknown = sorted(set(kwargs) - set(own))
+        if unknown:
+            raise ConfigError(f"aggregator {name!r} has no option(s) {unknown}; it takes {own}")
+    return cls(n_classes=n_classes, seed=seed, **kwargs)
 
 
 __all__ = [

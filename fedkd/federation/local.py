@@ -43,16 +43,13 @@ class LocalResult:
     metrics: dict[str, float]
 
 
-def ingest_labels(
-    cfg: ExperimentConfig, data: ClientData, state: ClientState | None, round: int, **options: Any
-) -> ClientState:
-    """Bring ``state`` up to ``round``: every chunk of rounds after ``state.round`` goes through the aggregator once.
-
-    ``options`` are the aggregator's own settings (e.g. BILA's ``log_prior``), for studies of the cleaning step.
-    """
+def ingest_labels(cfg: ExperimentConfig, data: ClientData, state: ClientState | None, round: int) -> ClientState:
+    """Bring ``state`` up to ``round``: every chunk of rounds after ``state.round`` goes through the aggregator once."""
     agg = build_aggregator(
-        cfg.client.aggregator, data.n_classes, seed=derive_seed(cfg.run.seed, "aggregator", data.partition_id),
-        **options,
+        cfg.client.aggregator,
+        data.n_classes,
+        seed=derive_seed(cfg.run.seed, "aggregator", data.partition_id),
+        **cfg.client.aggregator_options,
     )
     if state is None:
         state = ClientState(round=0, labels=np.full(len(data.y_true), -1, dtype=np.int64))
