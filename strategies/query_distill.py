@@ -23,7 +23,6 @@ After each round the clients also answer the test images, outside the budget (ev
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -199,7 +198,7 @@ class FedDF(QueryDistillation):
     method = "real"
 
     def synthesizer(self) -> QuerySynthesizer:
-        from fedkd.distill.aedm import AEDMConfig, frame_images, random_affine
+        from fedkd.distill.aedm import frame_images
         from fedkd.distill.baselines import RealData
 
         query = self.cfg.query
@@ -216,14 +215,7 @@ class FedDF(QueryDistillation):
         images = public.tensors()[0]
         if query.public_box:
             images = frame_images(images, size, query.public_box)
-        ranges = AEDMConfig()  # the affine map of AEDM's offline phase
-        augment = (
-            partial(random_affine, shift=ranges.augment_shift, degrees=ranges.augment_degrees,
-                    scale=ranges.augment_scale)
-            if query.public_augment
-            else None
-        )
-        return RealData(images, derive_seed(self.cfg.run.seed, "public-data"), augment)
+        return RealData(images, derive_seed(self.cfg.run.seed, "public-data"))
 
 
 def _to_tensors(obj: Any) -> Any:

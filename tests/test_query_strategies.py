@@ -48,9 +48,8 @@ def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
         FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
 
 
-def test_feddf_frames_and_moves_the_public_images():
-    """The public digits are placed like the clients' MNIST digits (a centred 20x20 box, background around) and,
-    with query.public_augment, each query is a randomly moved copy."""
+def test_feddf_frames_public_images_into_query_public_box():
+    """The public digits are placed like the clients' MNIST digits: a centred 20x20 box, background around."""
     from strategies.query_distill import FedDF
 
     box = {"data.dataset": "mnist5k", "query.public_dataset": "digits", "query.public_box": 20}
@@ -60,10 +59,6 @@ def test_feddf_frames_and_moves_the_public_images():
     border[4:24, 4:24] = False
     assert (pool[:, 0, border] == -1).all()
     assert (pool[:, 0, 4:24, 4:24] > -1).any(dim=(1, 2)).all()
-    moved = FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_augment": True})).synthesizer()
-    x = moved.sample(64)
-    assert x.shape == (64, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
-    assert not any((q == moved.pool).all(dim=(1, 2, 3)).any() for q in x)  # every query is a moved public image
     with pytest.raises(ConfigError, match="set query.public_box"):
         FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 0})).synthesizer()
     with pytest.raises(ConfigError, match="query.public_box must be <= the clients' image size 28, got 30"):

@@ -13,7 +13,6 @@ Neither learns, so a ``step`` spends no queries and every query goes to the stud
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -58,23 +57,13 @@ class RandomNoise(FixedSource):
 
 
 class RealData(FixedSource):
-    """Unlabeled images ``pool`` (N, C, H, W) in [-1, 1], drawn uniformly with replacement.
+    """Unlabeled images ``pool`` (N, C, H, W) in [-1, 1], drawn uniformly with replacement."""
 
-    ``augment(x, generator=...)``, when given, moves every drawn image (e.g. ``aedm.random_affine``): a small
-    public pool asked many times otherwise repeats the same few thousand queries.
-    """
-
-    def __init__(
-        self,
-        pool: torch.Tensor,
-        seed: int,
-        augment: Callable[..., torch.Tensor] | None = None,
-    ) -> None:
+    def __init__(self, pool: torch.Tensor, seed: int) -> None:
         if pool.dim() != 4 or len(pool) == 0:
             raise DataError(f"a real-data pool must be a non-empty (N, C, H, W) tensor, got shape {tuple(pool.shape)}")
         super().__init__(seed, "real-data")
-        self.pool, self.augment = pool, augment
+        self.pool = pool
 
     def sample(self, n: int) -> torch.Tensor:
-        x = self.pool[torch.randint(len(self.pool), (n,), generator=self.rng)]
-        return x if self.augment is None else self.augment(x, generator=self.rng)
+        return self.pool[torch.randint(len(self.pool), (n,), generator=self.rng)]

@@ -122,8 +122,6 @@ class QuerySection:
     ``public_dataset`` is FedDF's unlabeled public data; ``public_box`` (0: none) resizes it into a centred box of
     that side in the clients' frame, background around it, as ``aedm.query_box`` does with decoded images (MNIST
     centres its digits in a 20x20 box of 28x28; public digits that fill the frame look unlike the clients' data).
-    ``public_augment`` moves every drawn public image by a random affine map (AEDM's offline one: ±2 px, ±10°,
-    ±10 % scale), so a small public set asked 100k times does not repeat the same few thousand queries.
     ``first_round`` is the
     round from which the budget is spent (evenly over the rounds left): before it the clients only train, since
     answers from clients whose labels are still arriving are poor and every stored answer is trained on again.
@@ -132,7 +130,6 @@ class QuerySection:
     combine: str = "class_aware"
     public_dataset: str = "digits28"
     public_box: int = 0
-    public_augment: bool = False
     eval_ensemble: bool = True
     first_round: int = 1
 
