@@ -4,7 +4,8 @@ Label accuracy alone hides what matters downstream: under Dirichlet skew a clien
 is rare *on that client* are the ones its model most easily gets wrong, and an error that always lands on the
 client's most frequent class is systematic, so a network trained on it cannot average it out the way it does
 with errors spread over every class. For each cell (Dirichlet ``alpha`` x annotator noise x seed) and each
-way of cleaning (``mv``, ``ds``, ``bila``, and ``bila`` without its log class prior, ``bila-no-prior``) this
+way of cleaning (``benchmarks/federated.py``'s ``CLEANINGS``: ``mv``, ``ds``, ``bila`` as the shipped configs
+run it, without its log class prior, and ``bila-prior``, BILA's default outside federations) this
 runs exactly the clients' online ingestion (``fedkd.federation.local.ingest_labels``, every chunk once) on
 the shared default federation of ``simulations/fed_avg.toml`` and reports, pooled over the clients:
 
@@ -26,17 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.federated import CLEANINGS, NOISE
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIG = ROOT / "simulations" / "fed_avg.toml"
-NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
-#: cleaning name -> (client.aggregator, client.aggregator_options)
-CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
-    "mv": ("mv", {}),
-    "ds": ("ds", {}),
-    "bila": ("bila", {}),
-    "bila-no-prior": ("bila", {"log_prior": False}),
-}
 RARE_SHARE = 0.1
 
 
@@ -48,7 +43,7 @@ def clean_labels(alpha: float, noise: str, seed: int, cleaning: str) -> dict[str
 
     aggregator, options = CLEANINGS[cleaning]
     overrides = {"federation.alpha": alpha, "crowd.noise": NOISE[noise], "client.aggregator": aggregator,
-                 "client.aggregator_options": options, "run.seed": seed}
+                 "client.aggregator_options": {aggregator: options}, "run.seed": seed}
     cfg = load_config(CONFIG, overrides)
     right, rare_right, rare_total, to_majority = [], 0, 0, 0
     for pid in range(cfg.federation.num_clients):

@@ -3,7 +3,8 @@
 Every run is ``fedkd run`` on a shipped config of the shared default federation (``simulations/fed_avg.toml``,
 ``fed_df.toml``, ``fed_tandem.toml``, ``fed_aedm.toml``), changing only ``federation.alpha`` (Dirichlet skew;
 100 is close to iid), ``crowd.noise`` (each annotator's wrong-label rate, drawn per annotator from the range),
-``client.aggregator`` (how each client cleans its labels) and ``run.seed``. The query strategies also log
+how each client cleans its labels (``--aggregators``: ``CLEANINGS`` below, ``client.aggregator`` and its options)
+and ``run.seed``. The query strategies also log
 ``test_acc/ensemble``, the clients' combined answer on the test set: the upper reference for a student that
 learns only from those answers.
 
@@ -32,6 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = {"fedavg": "fed_avg.toml", "feddf": "fed_df.toml", "fedtandem": "fed_tandem.toml", "fedaedm": "fed_aedm.toml"}
 NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
+#: how the clients clean their labels: name -> (client.aggregator, client.aggregator_options). ``bila`` is the
+#: shipped configs' setting; ``bila-prior`` adds BILA's log class prior back (its default outside federations),
+#: which on skewed clients pushes rare-class items onto each client's frequent classes
+#: (``benchmarks/client_labels.py``).
+CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
+    "mv": ("mv", {}),
+    "ds": ("ds", {}),
+    "bila": ("bila", {"log_prior": False}),
+    "bila-prior": ("bila", {"log_prior": True}),
+}
 ENSEMBLE = "ensemble (upper ref.)"
 COMBINERS = ("mean", "class_aware", "mv", "ds", "bila")  # every query.combine choice, aliases left out
 
@@ -41,17 +52,20 @@ def run_one(
 ) -> dict[str, object]:
     """One run's final numbers (read back when its directory already holds the finished run)."""
     import fedkd
+    from fedkd.config import parse_value
     from fedkd.runs import read_metrics
 
     out = runs / f"{strategy}-a{alpha:g}-{noise}-{aggregator}-s{seed}"
-    overrides = [
-        f"federation.alpha={alpha}",
-        f"crowd.noise={NOISE[noise]}",
-        f'client.aggregator="{aggregator}"',
-        f"run.seed={seed}",
-        f'run.name="{out.name}"',
-        *extra,
-    ]
+    name, options = CLEANINGS[aggregator]
+    overrides = {
+        "federation.alpha": alpha,
+        "crowd.noise": NOISE[noise],
+        "client.aggregator": name,
+        "client.aggregator_options": {name: options},
+        "run.seed": seed,
+        "run.name": out.name,
+        **{key.strip(): parse_value(value.strip()) for key, _, value in (e.partition("=") for e in extra)},
+    }
     started = time.perf_counter()
     if (out / "config.toml").exists() and _is_finished(out):
         m = read_metrics(out / "metrics.csv")
@@ -234,7 +248,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.5, 100.0])
     parser.add_argument("--noises", nargs="+", default=list(NOISE), choices=list(NOISE))
-    parser.add_argument("--aggregators", nargs="+", default=["mv", "bila"])
+    parser.add_argument("--aggregators", nargs="+", default=["mv", "bila"], choices=list(CLEANINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "benchmark-federated")
     parser.add_argument(

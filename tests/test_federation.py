@@ -76,14 +76,19 @@ def test_aggregator_options_reach_the_cleaning_and_bad_ones_are_named(tiny):
     cfg = tiny.replace({"client.aggregator": "bila", "federation.partition": "dirichlet", "federation.alpha": 0.1})
     data = client_data(cfg, 0)
     with_prior = ingest_labels(cfg, data, None, 2).labels
-    without = ingest_labels(cfg.replace(["client.aggregator_options={log_prior = false}"]), data, None, 2).labels
-    assert (with_prior != without).any()
-    with pytest.raises(ConfigError, match="client.aggregator_options: unknown BILA option.*log_priors"):
-        cfg.replace({"client.aggregator_options": {"log_priors": False}})
+    no_prior = cfg.replace(["client.aggregator_options={bila = {log_prior = false}}"])
+    assert (with_prior != ingest_labels(no_prior, data, None, 2).labels).any()
+    as_mv = no_prior.replace({"client.aggregator": "mv"})  # only the chosen aggregator's options apply
+    assert (ingest_labels(as_mv, data, None, 2).labels == ingest_labels(cfg.replace({"client.aggregator": "mv"}),
+                                                                        data, None, 2).labels).all()
+    with pytest.raises(ConfigError, match="client.aggregator_options.bila: unknown BILA option.*log_priors"):
+        cfg.replace({"client.aggregator_options": {"bila": {"log_priors": False}}})
     with pytest.raises(ConfigError, match=r"'mv' has no option\(s\) \['log_prior'\]; it takes \['tie_break'\]"):
-        cfg.replace({"client.aggregator": "mv", "client.aggregator_options": {"log_prior": False}})
-    with pytest.raises(ConfigError, match="client.aggregator_options must be a table"):
-        cfg.replace({"client.aggregator_options": "log_prior=false"})
+        cfg.replace({"client.aggregator_options": {"mv": {"log_prior": False}}})
+    with pytest.raises(ConfigError, match="a key of client.aggregator_options = 'bilaa' is not registered"):
+        cfg.replace({"client.aggregator_options": {"bilaa": {}}})
+    with pytest.raises(ConfigError, match="client.aggregator_options.bila must be a table"):
+        cfg.replace({"client.aggregator_options": {"bila": "log_prior=false"}})
 
 
 def _stable(metrics: pd.DataFrame) -> pd.DataFrame:

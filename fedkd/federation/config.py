@@ -78,15 +78,16 @@ class ClientSection:
     only data-free strategies accept it, since averaging weights needs one architecture. ``augment`` shifts each
     training image by up to 2 pixels: with noisy labels it keeps a client's model from memorising the wrong ones
     over many rounds (measured on the default federation: the clients' combined answer falls from 0.77 after
-    25 epochs to 0.67 after 50 without it, and climbs to 0.86 with it). ``aggregator_options`` are the
-    aggregator's own settings, e.g. ``{log_prior = false}`` for BILA (``benchmarks/client_labels.py`` measures
-    what its class prior does on skewed clients).
+    25 epochs to 0.67 after 50 without it, and climbs to 0.86 with it). ``aggregator_options`` holds each
+    aggregator's own settings under its name, e.g. ``{bila = {log_prior = false}}``; only the chosen
+    aggregator's apply, so switching ``aggregator`` needs no other change (``benchmarks/client_labels.py``
+    measures what BILA's class prior does on skewed clients).
     """
 
     model: str = "lenet5"
     architectures: tuple[str, ...] = ()
     aggregator: str = "mv"
-    aggregator_options: dict[str, bool | int | float | str] = field(default_factory=dict)
+    aggregator_options: dict[str, dict[str, bool | int | float | str]] = field(default_factory=dict)
     local_epochs: int = 2
     batch_size: int = 32
     lr: float = 1e-3
@@ -100,10 +101,12 @@ class ClientSection:
         for key, name in [("client.model", self.model), *(("client.architectures", a) for a in self.architectures)]:
             require_choice(key, name, CLASSIFIERS)
         require_choice("client.aggregator", self.aggregator, AGGREGATORS)
-        try:
-            build_aggregator(self.aggregator, 2, **self.aggregator_options)
-        except ConfigError as err:
-            raise ConfigError(f"client.aggregator_options: {err}") from None
+        for name, options in self.aggregator_options.items():
+            require_choice("a key of client.aggregator_options", name, AGGREGATORS)
+            try:
+                build_aggregator(name, 2, **options)
+            except ConfigError as err:
+                raise ConfigError(f"client.aggregator_options.{name}: {err}") from None
         if self.local_epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ConfigError(
                 f"client.local_epochs and client.batch_size must be >= 1 and client.lr > 0, "

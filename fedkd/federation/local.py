@@ -49,7 +49,7 @@ def ingest_labels(cfg: ExperimentConfig, data: ClientData, state: ClientState | 
         cfg.client.aggregator,
         data.n_classes,
         seed=derive_seed(cfg.run.seed, "aggregator", data.partition_id),
-        **cfg.client.aggregator_options,
+        **cfg.client.aggregator_options.get(cfg.client.aggregator, {}),
     )
     if state is None:
         state = ClientState(round=0, labels=np.full(len(data.y_true), -1, dtype=np.int64))
