@@ -43,7 +43,9 @@ CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
     "bila": ("bila", {"log_prior": False}),
     "bila-prior": ("bila", {"log_prior": True}),
 }
-ENSEMBLE = "ensemble (upper ref.)"
+#: the clients' combined answer under each query strategy: the same clients, but feddf asks for probabilities
+ENSEMBLE = {"feddf": "ensemble, proba answers", "fedtandem": "ensemble, label answers",
+            "fedaedm": "ensemble, label answers"}
 COMBINERS = ("mean", "class_aware", "mv", "ds", "bila")  # every query.combine choice, aliases left out
 
 
@@ -115,16 +117,17 @@ def _final_or_nan(metrics: pd.DataFrame, name: str) -> float:
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per cell; the clients' ensemble (same clients for every query strategy) as a row."""
+    """Mean and std over seeds per cell; the clients' combined answer (the upper reference) as rows of its own,
+    one per answer mode, since the query strategies train the same clients."""
     keys = ["alpha", "noise", "aggregator"]
     students = runs.groupby([*keys, "strategy"])["test_acc"].agg(["mean", "std", "count"]).reset_index()
     ensemble = (
         runs.dropna(subset=["ensemble_acc"])
-        .drop_duplicates([*keys, "seed"])
-        .groupby(keys)["ensemble_acc"]
+        .assign(strategy=lambda r: r["strategy"].map(ENSEMBLE))
+        .drop_duplicates([*keys, "strategy", "seed"])
+        .groupby([*keys, "strategy"])["ensemble_acc"]
         .agg(["mean", "std", "count"])
         .reset_index()
-        .assign(strategy=ENSEMBLE)
     )
     return pd.concat([students, ensemble], ignore_index=True).sort_values([*keys, "strategy"]).reset_index(drop=True)
 
