@@ -125,9 +125,9 @@ class QuerySection:
     ``public_dataset`` is FedDF's unlabeled public data; ``public_box`` (0: none) resizes it into a centred box of
     that side in the clients' frame, background around it, as ``aedm.query_box`` does with decoded images (MNIST
     centres its digits in a 20x20 box of 28x28; public digits that fill the frame look unlike the clients' data).
-    ``first_round`` is the
-    round from which the budget is spent (evenly over the rounds left): before it the clients only train, since
-    answers from clients whose labels are still arriving are poor and every stored answer is trained on again.
+    ``first_round`` is the round from which the budget is spent (evenly over the rounds left): before it the
+    clients only train, since answers from clients whose labels are still arriving are poor and every stored
+    answer is trained on again.
     """
 
     combine: str = "class_aware"
