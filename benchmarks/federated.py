@@ -54,7 +54,7 @@ def run_one(
 ) -> dict[str, object]:
     """One run's final numbers (read back when its directory already holds the finished run)."""
     import fedkd
-    from fedkd.config import parse_value
+    from fedkd.config import parse_overrides
     from fedkd.runs import read_metrics
 
     out = runs / f"{strategy}-a{alpha:g}-{noise}-{aggregator}-s{seed}"
@@ -66,7 +66,7 @@ def run_one(
         "client.aggregator_options": {name: options},
         "run.seed": seed,
         "run.name": out.name,
-        **{key.strip(): parse_value(value.strip()) for key, _, value in (e.partition("=") for e in extra)},
+        **parse_overrides(extra),
     }
     started = time.perf_counter()
     if (out / "config.toml").exists() and _is_finished(out):

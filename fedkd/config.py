@@ -139,7 +139,7 @@ def load_config(
             return source
         source = source.to_dict()
     raw = _read_toml(Path(source)) if isinstance(source, (str, Path)) else _deep_copy(source)
-    for dotted, value in _parse_overrides(overrides).items():
+    for dotted, value in parse_overrides(overrides).items():
         section, _, key = dotted.partition(".")
         if not key:
             raise ConfigError(f"override {dotted!r} must look like section.key=value")
@@ -238,7 +238,8 @@ def _deep_copy(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {k: dict(v) if isinstance(v, Mapping) else v for k, v in raw.items()}
 
 
-def _parse_overrides(overrides: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+def parse_overrides(overrides: Mapping[str, Any] | list[str] | None) -> dict[str, Any]:
+    """``{"a.b": value}`` from a mapping or from CLI-style ``["a.b=value"]`` (values parsed as TOML)."""
     if overrides is None:
         return {}
     if isinstance(overrides, Mapping):
