@@ -20,6 +20,7 @@ from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
 from fedkd.federation.data import client_partitions
 from fedkd.runs import RunDir
+from simulations.flower_speedups import speed_up_simulation_state
 from strategies.server import make_server_app
 
 
@@ -28,6 +29,7 @@ def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = de
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
     client_partitions(cfg)  # load and split the data now: a bad dataset or partition fails before Ray starts
+    speed_up_simulation_state()
     gpus = cfg.federation.client_gpus
     run_simulation(
         server_app=make_server_app(cfg, run),
