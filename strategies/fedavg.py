@@ -18,7 +18,7 @@ from clients.protocol import ARRAYS, METRICS, NUM_EXAMPLES, PARTITION, instructi
 from fedkd.config import ExperimentConfig
 from fedkd.errors import ConfigError
 from strategies.base import FederatedStrategy, RoundOutcome
-from strategies.messaging import reply_metrics
+from strategies.messaging import failures_of, reply_metrics
 
 
 class OrderedReplies:
@@ -79,7 +79,5 @@ class FedAvg(FederatedStrategy):
             if m.has_content()
         }
         new_weights = aggregated.to_torch_state_dict() if aggregated is not None else weights
-        failures = [f"node {m.metadata.src_node_id}: {m.error.reason}" for m in replies if m.has_error()]
-        if len(replies) < len(messages):
-            failures.append(f"{len(messages) - len(replies)} node(s) sent no reply within {timeout:.0f} s")
+        failures = failures_of(messages, replies, timeout)
         return RoundOutcome(weights=new_weights, client_metrics=client_metrics, failures=failures)

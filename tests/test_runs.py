@@ -79,7 +79,11 @@ def test_only_recent_checkpoints_are_kept(tmp_path, cfg):
     assert run.load_checkpoint().step == 4
 
 
-def test_resume_without_checkpoint_starts_over(tmp_path, cfg):
+def test_resume_without_a_checkpoint_starts_over_only_when_nothing_would_be_lost(tmp_path, cfg):
+    RunDir.open(tmp_path / "empty", cfg)
+    assert RunDir.open(tmp_path / "empty", cfg, resume=True).metrics().empty  # stopped before it measured anything
     run = RunDir.open(tmp_path / "r", cfg)
     run.log("test_acc", 0.1, round=0)
-    assert RunDir.open(tmp_path / "r", cfg, resume=True).metrics().empty
+    with pytest.raises(ConfigError, match="cannot be resumed: it holds no checkpoint, so its 1 metric rows"):
+        RunDir.open(tmp_path / "r", cfg, resume=True)
+    assert len(run.metrics()) == 1
