@@ -51,8 +51,10 @@ def request_stop(signum: int = signal.SIGINT) -> None:
         _stop.set()
 
 
-def stop_requested() -> bool:
-    return _stop.is_set()
+def clear_stop() -> None:
+    """Forget a stop request (a new run starts); until then, an interrupted run's directory refuses writes."""
+    _stop.clear()
+    _signum.clear()
 
 
 def check_stop() -> None:
@@ -94,8 +96,7 @@ def stop_on_signals() -> Iterator[None]:
 
     Outside the main thread signals cannot be handled; there only :func:`request_stop` stops a run.
     """
-    _stop.clear()
-    _signum.clear()
+    clear_stop()
     if threading.current_thread() is not threading.main_thread():
         yield
         return
