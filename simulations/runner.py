@@ -18,17 +18,26 @@ from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.loop import DistillConfig
 from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
-from fedkd.federation.data import client_partitions
+from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
 from simulations.flower_speedups import speed_up_simulation_state
+from strategies.registry import get_strategy
 from strategies.server import make_server_app
+
+
+def check_federated(cfg: ExperimentConfig) -> None:
+    """What the server would find wrong after Ray's start-up, found before it: the data and its partition, the
+    strategy's settings, and the global model with whatever it needs (a generator for the image size, a prior)."""
+    client_partitions(cfg)
+    _, test = train_test(cfg)
+    strategy = get_strategy(cfg.federation.strategy)(cfg)
+    strategy.build_global_model((test.channels, test.image_size, test.image_size), test.n_classes)
 
 
 def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = default_client_app) -> None:
     """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
-    client_partitions(cfg)  # load and split the data now: a bad dataset or partition fails before Ray starts
     speed_up_simulation_state()
     gpus = cfg.federation.client_gpus
     run_simulation(
@@ -66,5 +75,6 @@ EXPERIMENT = ExperimentKind(
         "aedm": AEDMConfig,
     },
     run=run_federated,
+    check=check_federated,
     description="federated training on noisy crowd labels (Flower simulation, Ray backend)",
 )

@@ -3,7 +3,8 @@
 ``FlowerLink`` is the ``ClientLink`` of a Flower round: it knows which node holds which partition (from earlier
 replies, or from a roll call — a ``query`` message without queries — when a sampled partition's node is not known
 yet; a round in which every client takes part needs none), sends one message per sampled client,
-counts the payload bytes each way and turns error replies and timeouts into readable failure lines. Strategies
+counts the payload bytes each way and turns error replies and timeouts into one ``Failure`` per node, so a round
+counts the clients that failed rather than the lines that describe them. Strategies
 (FedAvg and the query strategies) use it, so every strategy samples, addresses and counts the same way.
 """
 
@@ -30,7 +31,9 @@ from clients.protocol import (
     instruction_config,
 )
 from fedkd.config import ExperimentConfig
-from fedkd.federation.rounds import Traffic, TrainReplies, nbytes
+from fedkd.federation.rounds import Failure, Traffic, TrainReplies, nbytes
+
+__all__ = ["Failure", "FlowerLink", "failures_of", "reply_metrics"]
 
 
 class FlowerLink:
@@ -59,9 +62,8 @@ class FlowerLink:
             for reply in self.grid.send_and_receive(messages, timeout=self.cfg.federation.round_timeout):
                 if not reply.has_error():
                     self.nodes[int(reply.content[METRICS][PARTITION])] = reply.metadata.src_node_id
-        missing = [pid for pid in partitions if pid not in self.nodes]
-        if missing:
-            self.traffic.failures.append(f"partitions {missing} have no connected node")
+        self.traffic.failures += [Failure(f"of partition {pid}", "no connected node holds it")
+                                  for pid in partitions if pid not in self.nodes]
         return {pid: self.nodes[pid] for pid in partitions if pid in self.nodes}
 
     def send(self, message_type: str, partitions: list[int], content: Callable[[int], RecordDict],
@@ -75,17 +77,13 @@ class FlowerLink:
         self.traffic.bytes_down += sum(down(pid) for pid in nodes)
         timeout = self.cfg.federation.round_timeout
         received = list(self.grid.send_and_receive(messages, timeout=timeout))
+        self.traffic.failures += failures_of(messages, received, timeout)
         replies: dict[int, Message] = {}
         for msg in received:
-            if msg.has_error():
-                self.traffic.failures.append(f"node {msg.metadata.src_node_id}: {msg.error.reason}")
-            else:
+            if not msg.has_error():
                 pid = int(msg.content[METRICS][PARTITION])
                 self.nodes[pid] = msg.metadata.src_node_id
                 replies[pid] = msg
-        if len(received) < len(messages):
-            silent = len(messages) - len(received)
-            self.traffic.failures.append(f"{silent} node(s) sent no reply within {timeout:.0f} s")
         return dict(sorted(replies.items()))
 
     def train(self, server_round: int, partitions: list[int]) -> TrainReplies:
@@ -105,6 +103,15 @@ class FlowerLink:
         answers = {pid: msg.content[ANSWERS].to_torch_state_dict()[TENSOR] for pid, msg in replies.items()}
         self.traffic.bytes_up += sum(nbytes(a) for a in answers.values())
         return answers
+
+
+def failures_of(sent: list[Message], received: list[Message], timeout: float) -> list[Failure]:
+    """A :class:`Failure` for every error reply and for every node of ``sent`` that did not reply."""
+    failures = [Failure(msg.metadata.src_node_id, msg.error.reason) for msg in received if msg.has_error()]
+    replied = {msg.metadata.src_node_id for msg in received}
+    failures += [Failure(msg.metadata.dst_node_id, f"no reply within {timeout:.0f} s")
+                 for msg in sent if msg.metadata.dst_node_id not in replied]
+    return failures
 
 
 def reply_metrics(msg: Message) -> dict[str, float]:

@@ -12,7 +12,8 @@ from the model directly: evaluation is the harness's, not the distiller's, and s
 
 Checkpoints (student, generator, optimizers, random-stream states, query count) are written every
 ``checkpoint_every`` queries and at the end; ``--resume`` continues from the last one and ends with the
-same metrics as an uninterrupted run.
+same metrics as an uninterrupted run. A stop request (SIGINT, SIGTERM) ends the loop after the iteration
+in progress. A budget that does not pay for one iteration is a ``ConfigError`` before anything is logged.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.models import build_classifier
     from fedkd.oracle import ModelOracle
     from fedkd.seeding import seed_torch
+    from fedkd.stopping import check_stop
     from fedkd.teachers import load_teacher, teacher_splits
     from fedkd.train import predict_logits
 
@@ -115,6 +117,10 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
                          used=0 if checkpoint is None else checkpoint.state["queries"])
     synthesizer = build_synthesizer(cfg, info.channels, info.image_size, info.dataset, lambda: train.tensors()[0])
     distiller = BlackBoxDistiller(student, oracle, synthesizer, settings, seed=cfg.run.seed)
+    if checkpoint is None and not distiller.can_step():
+        raise ConfigError(f"distill.budget = {settings.budget} is smaller than one iteration of {settings.method!r} "
+                          f"({distiller.iteration_cost} queries at distill.batch_size = {settings.batch_size}, "
+                          f"distill.student_steps = {settings.student_steps}); raise the budget")
 
     def evaluate() -> None:
         step, used = distiller.iterations, oracle.used
@@ -135,6 +141,7 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     spent = [oracle.used]
 
     def on_iteration(d: BlackBoxDistiller, loss: float) -> None:
+        check_stop()
         used, before = d.oracle.used, spent[0]
         spent[0] = used
         if used // settings.eval_every > before // settings.eval_every or not d.can_step():

@@ -13,6 +13,21 @@ from typing import Protocol
 import torch
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One node's failure in one exchange: the node (or, for a partition with no connected node, its name), and its
+    error reply or that it stayed silent. A node may fail several exchanges of a round; ``clients_failed`` counts
+    it once."""
+
+    node: int | str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"node {self.node}: {self.reason}"
+
+    __repr__ = __str__
+
+
 @dataclass
 class RoundOutcome:
     """A round's result: new global weights, per-client metrics (partition id -> name -> value), server metrics,
@@ -23,7 +38,7 @@ class RoundOutcome:
     client_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     server_metrics: dict[str, float] = field(default_factory=dict)
     queries: int | None = None
-    failures: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     bytes_down: int = 0
     bytes_up: int = 0
 
@@ -38,11 +53,11 @@ class TrainReplies:
 
 @dataclass
 class Traffic:
-    """Payload bytes (tensors: queries, answers, weights) sent down to and up from clients, and failure lines."""
+    """Payload bytes (tensors: queries, answers, weights) sent down to and up from clients, and failures."""
 
     bytes_down: int = 0
     bytes_up: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
 def nbytes(*tensors: torch.Tensor) -> int:
