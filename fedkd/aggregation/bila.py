@@ -14,6 +14,8 @@ from fedkd.aggregation.dawid_skene import expected_counts, posterior_from_confus
 from fedkd.errors import ConfigError
 from fedkd.seeding import torch_generator
 
+SHRINK_TARGETS = ("pooled", "one_coin")
+
 
 @dataclass(frozen=True)
 class BILAConfig:
@@ -40,6 +42,10 @@ class BILAConfig:
     init_smoothing: float = 1.0
     memory: bool = True
     log_prior: bool = True
+    shrinkage: float = 0.0
+    shrink_to: str = "pooled"
+    m_step: bool = False
+    tol: float = 0.0
 
 
 class BILA(Aggregator):
@@ -93,6 +99,11 @@ class BILA(Aggregator):
             allowed = ", ".join(f.name for f in fields(BILAConfig))
             raise ConfigError(f"unknown BILA option(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
         self.config = BILAConfig(**{**asdict(base), **overrides})
+        if self.config.shrink_to not in SHRINK_TARGETS:
+            raise ConfigError(f"unknown BILA shrink_to {self.config.shrink_to!r}; "
+                              f"choose one of {', '.join(SHRINK_TARGETS)}")
+        if self.config.shrinkage < 0 or self.config.tol < 0:
+            raise ConfigError(f"BILA shrinkage and tol must be >= 0, got {self.config.shrinkage} and {self.config.tol}")
         super().__init__(n_classes, seed)
 
     def _reset(self) -> None:
@@ -107,86 +118,113 @@ class BILA(Aggregator):
         self.out_bias_ = torch.zeros(C)
         self.log_prior_ = torch.full((C,), -float(np.log(C)))
         self.class_memory_ = torch.zeros(C)
+        self.pooled_memory_ = torch.zeros(C, C)
 
     # --- the model ------------------------------------------------------------------------------
 
-    def _params(self) -> list[torch.Tensor]:
-        return [self.conf_logits_, self.linear_, self.embed_, self.hidden_bias_, self.out_weight_, self.out_bias_]
+    def _classifier_logits(self, linear: torch.Tensor, embed: torch.Tensor, task: torch.Tensor,
+                           pair: torch.Tensor, n_tasks: int) -> torch.Tensor:
+        summed_linear = torch.zeros(n_tasks, self.n_classes).index_add(0, task, linear[pair])
+        summed = torch.zeros(n_tasks, self.config.hidden).index_add(0, task, embed[pair])
+        return summed_linear + torch.relu(summed + self.hidden_bias_) @ self.out_weight_ + self.out_bias_
 
-    def _classifier_logits(self, task: torch.Tensor, pair: torch.Tensor, n_tasks: int) -> torch.Tensor:
-        linear = torch.zeros(n_tasks, self.n_classes).index_add(0, task, self.linear_[pair])
-        summed = torch.zeros(n_tasks, self.config.hidden).index_add(0, task, self.embed_[pair])
-        return linear + torch.relu(summed + self.hidden_bias_) @ self.out_weight_ + self.out_bias_
+    def _shrink_target(self, enc: EncodedChunk, shares: np.ndarray) -> torch.Tensor:
+        """The confusion every worker is shrunk towards: the label-weighted pooled confusion of all chunks so
+        far (expected counts) plus this chunk's majority-vote counts, or its one-coin form (the pooled
+        accuracy on the diagonal, the rest spread evenly) with ``shrink_to="one_coin"``."""
+        C = self.n_classes
+        chunk = np.stack([np.bincount(enc.label, weights=shares[enc.task, t], minlength=C) for t in range(C)])
+        counts = self.pooled_memory_.double().numpy() + chunk + 1.0
+        if self.config.shrink_to == "one_coin":
+            accuracy = np.trace(counts) / counts.sum()
+            counts = np.full((C, C), (1.0 - accuracy) / (C - 1)) + (accuracy - (1.0 - accuracy) / (C - 1)) * np.eye(C)
+        return torch.from_numpy(counts / counts.sum(axis=1, keepdims=True)).float()
 
-    def _grow(self, enc: EncodedChunk) -> None:
-        """Give workers first seen in this chunk a confusion matrix (from majority-vote counts) and embeddings."""
-        old, K, C = self.conf_logits_.shape[0], self.n_workers, self.n_classes
+    def _grow(self, enc: EncodedChunk, target: torch.Tensor) -> None:
+        """Give workers first seen in this chunk a confusion matrix (majority-vote counts plus the prior) and
+        embeddings."""
+        cfg, old, K, C = self.config, self.conf_logits_.shape[0], self.n_workers, self.n_classes
         if K == old:
             return
         pooled = np.exp(self._log_conf()[-1])
-        counts = expected_counts(enc, vote_shares(enc, C), K)[old:] + self.config.init_smoothing * C * pooled
+        counts = (expected_counts(enc, vote_shares(enc, C), K, first=old) + cfg.init_smoothing * C * pooled
+                  + cfg.shrinkage * target.double().numpy())
         new_logits = torch.from_numpy(np.log(counts / counts.sum(axis=2, keepdims=True))).float()
         gen = torch_generator(self.seed, "bila", "embed", old)
-        new_embed = torch.randn((K - old) * C, self.config.hidden, generator=gen) * 0.1
-        self.conf_logits_ = torch.cat([self.conf_logits_.detach(), new_logits])
+        new_embed = torch.randn((K - old) * C, cfg.hidden, generator=gen) * 0.1
+        self.conf_logits_ = torch.cat([self.conf_logits_, new_logits])
         new_linear = torch.log_softmax(new_logits, dim=2).transpose(1, 2).reshape(-1, C)
-        self.linear_ = torch.cat([self.linear_.detach(), new_linear])
+        self.linear_ = torch.cat([self.linear_, new_linear])
         self.memory_ = torch.cat([self.memory_, torch.zeros(K - old, C, C)])
-        self.embed_ = torch.cat([self.embed_.detach(), new_embed])
+        self.embed_ = torch.cat([self.embed_, new_embed])
 
     def _update(self, enc: EncodedChunk) -> None:
+        """Fit the chunk, touching only the rows of the workers it contains (time flat in the chunks seen)."""
         cfg, C = self.config, self.n_classes
-        self._grow(enc)
+        shares_np = vote_shares(enc, C)
+        target = self._shrink_target(enc, shares_np)
+        self._grow(enc, target)
+        touched, local = np.unique(enc.worker, return_inverse=True)
+        rows = torch.from_numpy((touched[:, None] * C + np.arange(C)).ravel())
+        touched_t = torch.from_numpy(touched)
         task = torch.from_numpy(enc.task.copy())
-        worker = torch.from_numpy(enc.worker.copy())
+        worker = torch.from_numpy(local.astype(np.int64))
         label = torch.from_numpy(enc.label.copy())
         pair = worker * C + label
-        shares = torch.from_numpy(vote_shares(enc, C)).float()
-        params = self._params()
+        local_enc = EncodedChunk(enc.tasks, enc.task, local.astype(np.int64), enc.label)
+        prior_counts = cfg.alpha + cfg.shrinkage * target + self.memory_[touched_t]
+        conf = self.conf_logits_[touched_t].clone()
+        linear, embed = self.linear_[rows].clone(), self.embed_[rows].clone()
+        shared = [self.hidden_bias_, self.out_weight_, self.out_bias_]
+        params = [linear, embed, *shared] + ([] if cfg.m_step else [conf])
         for p in params:
             p.requires_grad_(True)
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        optimizer = BoundedAdam(params, lr=cfg.lr, max_step=cfg.max_step)
+        shares = torch.from_numpy(shares_np).float()
         if self.n_chunks_seen_ == 0:
             for _ in range(cfg.warmup_epochs):
-                self._step(optimizer, F.cross_entropy(self._classifier_logits(task, pair, enc.n_tasks), shares))
-        touched = torch.unique(worker)
+                logits = self._classifier_logits(linear, embed, task, pair, enc.n_tasks)
+                optimizer.step(F.cross_entropy(logits, shares))
         q = shares
         for _ in range(cfg.epochs):
+            if cfg.m_step:
+                conf = _map_confusions(prior_counts, local_enc, q.detach(), len(touched))
             log_prior = _log_frequencies(q.detach(), self.class_memory_)
-            loss, q = self._neg_elbo(task, worker, label, pair, enc.n_tasks, log_prior, touched)
-            self._step(optimizer, loss)
+            loss, new_q = self._neg_elbo(linear, embed, conf, task, worker, label, pair, enc.n_tasks, log_prior,
+                                         prior_counts)
+            optimizer.step(loss)
+            change = (new_q.detach() - q).abs().max().item()
+            q = new_q.detach()
+            if change < cfg.tol:
+                break
         for p in params:
             p.requires_grad_(False)
         with torch.no_grad():
-            q = torch.softmax(self._classifier_logits(task, pair, enc.n_tasks), dim=1)
+            q = torch.softmax(self._classifier_logits(linear, embed, task, pair, enc.n_tasks), dim=1)
+        if cfg.m_step:
+            conf = _map_confusions(prior_counts, local_enc, q, len(touched))
+        self.conf_logits_[touched_t] = conf.detach()
+        self.linear_[rows] = linear.detach()
+        self.embed_[rows] = embed.detach()
         self.log_prior_ = _log_frequencies(q, self.class_memory_)
         self.class_memory_ = self.class_memory_ + q.sum(dim=0)
+        counts = torch.from_numpy(expected_counts(local_enc, q.double().numpy(), len(touched))).float()
+        self.pooled_memory_ = self.pooled_memory_ + counts.sum(dim=0)
         if cfg.memory:
-            self.memory_ += torch.from_numpy(expected_counts(enc, q.double().numpy(), self.n_workers)).float()
+            self.memory_[touched_t] += counts
 
-    def _neg_elbo(self, task: torch.Tensor, worker: torch.Tensor, label: torch.Tensor, pair: torch.Tensor,
-                  n_tasks: int, log_prior: torch.Tensor, touched: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss of the class docstring per label row, and the classifier's posteriors q."""
+    def _neg_elbo(self, linear: torch.Tensor, embed: torch.Tensor, conf: torch.Tensor, task: torch.Tensor,
+                  worker: torch.Tensor, label: torch.Tensor, pair: torch.Tensor, n_tasks: int,
+                  log_prior: torch.Tensor, prior_counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of the class docstring over the chunk's label rows, and the classifier's posteriors q."""
         cfg = self.config
-        log_q = torch.log_softmax(self._classifier_logits(task, pair, n_tasks), dim=1)
+        log_q = torch.log_softmax(self._classifier_logits(linear, embed, task, pair, n_tasks), dim=1)
         q = log_q.exp()
-        log_conf = torch.log_softmax(self.conf_logits_, dim=2)
-        row_terms = log_conf[worker, :, label]
-        data = -(q[task] * row_terms).sum()
+        log_conf = torch.log_softmax(conf, dim=2)
+        data = -(q[task] * log_conf[worker, :, label]).sum()
         kl = (q * (log_q - log_prior)).sum()
-        prior_counts = cfg.alpha + self.memory_[touched]
-        conf_prior = -(prior_counts * log_conf[touched]).sum()
+        conf_prior = -(prior_counts * log_conf).sum()
         return (data + cfg.beta * kl + conf_prior) / len(task), q
-
-    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        """One Adam step whose per-coordinate move is clipped to ``max_step`` (a bounded adaptive step)."""
-        before = [p.detach().clone() for p in optimizer.param_groups[0]["params"]]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            for p, old in zip(optimizer.param_groups[0]["params"], before, strict=False):
-                p.copy_(old + (p - old).clamp(-self.config.max_step, self.config.max_step))
 
     # --- prediction and state -------------------------------------------------------------------
 
@@ -217,7 +255,7 @@ class BILA(Aggregator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         """The fitted tensors by attribute name: the model's parameters and the streaming statistics."""
         names = ["conf_logits_", "linear_", "embed_", "hidden_bias_", "out_weight_", "out_bias_",
-                 "memory_", "class_memory_", "log_prior_"]
+                 "memory_", "class_memory_", "pooled_memory_", "log_prior_"]
         return {name: getattr(self, name) for name in names}
 
 
@@ -225,3 +263,38 @@ def _log_frequencies(q: torch.Tensor, earlier: torch.Tensor) -> torch.Tensor:
     """log class frequencies: a chunk's posteriors plus the class counts of earlier chunks, plus one per class."""
     freq = q.sum(dim=0) + earlier + 1.0
     return torch.log(freq / freq.sum())
+
+
+def _map_confusions(prior_counts: torch.Tensor, enc: EncodedChunk, q: torch.Tensor, n_workers: int) -> torch.Tensor:
+    """log of the confusions that maximise the ELBO given q: the prior counts plus the chunk's expected counts,
+    row-normalised (the conjugate update of streaming variational Bayes)."""
+    counts = prior_counts + torch.from_numpy(expected_counts(enc, q.double().numpy(), n_workers)).float()
+    return torch.log(counts / counts.sum(dim=2, keepdim=True))
+
+
+class BoundedAdam:
+    """Adam (Kingma & Ba, 2015; torch's defaults and update formula) whose per-coordinate move is clipped
+    to ``max_step`` per step: a bounded adaptive step. Written out because ``torch.optim`` imports
+    ``torch._dynamo`` on first use, about 4 s of start-up that would dominate a short online run."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, max_step: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.max_step, self.betas, self.eps = params, lr, max_step, betas, eps
+        self.first = [torch.zeros_like(p) for p in params]
+        self.second = [torch.zeros_like(p) for p in params]
+        self.steps = 0
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` and move every parameter by one bounded Adam step."""
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        self.steps += 1
+        b1, b2 = self.betas
+        correction1, correction2 = 1 - b1 ** self.steps, 1 - b2 ** self.steps
+        with torch.no_grad():
+            for p, g, m, v in zip(self.params, grads, self.first, self.second, strict=True):
+                if g is None:
+                    continue
+                m.mul_(b1).add_(g, alpha=1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                move = (self.lr / correction1) * m / (v.sqrt() / correction2 ** 0.5 + self.eps)
+                p.sub_(move.clamp(-self.max_step, self.max_step))

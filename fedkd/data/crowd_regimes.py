@@ -139,7 +139,7 @@ def simulate_regime(name: str, seed: int = 0) -> SyntheticCrowd:
     return SyntheticCrowd(name, labels, gold, C, conf)
 
 
-def simulate_large_crowd(n_tasks: int = 43_000, n_workers: int = 37_000, labels_per_item: int = 5,
+def simulate_large_crowd(n_tasks: int = 43_000, n_workers: int = 39_000, labels_per_item: int = 5,
                          seed: int = 0) -> SyntheticCrowd:
     """The speed workload: binary, ``n_tasks * labels_per_item`` labels (215,000 by default) from
     ``n_workers`` workers of mixed skill with heavy-tailed activity, most of them giving a handful."""
