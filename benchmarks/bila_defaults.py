@@ -4,6 +4,8 @@ Every configuration of a small grid over the levers that decide how BILA behaves
 
 - ``shrinkage``: pseudo-labels per confusion row centred on the crowd's pooled confusion (0 = none),
 - ``shrink_to``: that centre in full (``pooled``) or in its one-coin form,
+- ``shrink_rule``: that strength fixed, or estimated from the spread of the workers' accuracies
+  (``moments``, empirical Bayes) with ``shrinkage`` as its ceiling,
 - ``epochs``: steps per chunk (with ``tol`` = 0.002: stop earlier once no posterior moves more than that),
 - ``m_step``: confusions set in closed form from the posteriors at every step instead of by Adam,
 
@@ -15,7 +17,7 @@ default is the configuration with the best mean over all 15 (what the same rule 
 
 Writes ``results/bila_defaults.csv`` (one row per configuration and set) and ``results/bila_defaults.md``.
 
-    python benchmarks/bila_defaults.py            # about 10 min on one core
+    python benchmarks/bila_defaults.py            # about 10 min on one busy core
 """
 
 from __future__ import annotations
@@ -35,16 +37,17 @@ from fedkd.data.crowd import CROWD_SETS, chunk_tasks, gold_accuracy, load_crowd
 from fedkd.data.crowd_regimes import REGIMES, simulate_regime
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0], "shrink_to": ["pooled", "one_coin"], "epochs": [7, 20],
-        "m_step": [False, True]}
+GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0], "shrink_to": ["pooled", "one_coin"],
+        "shrink_rule": ["fixed", "moments"], "epochs": [7, 20], "m_step": [False, True]}
 TOL = 0.002
-PREVIOUS = {"shrinkage": 0.0, "shrink_to": "pooled", "epochs": 7, "m_step": False, "tol": 0.0}
+PREVIOUS = {"shrinkage": 0.0, "shrink_to": "pooled", "shrink_rule": "fixed", "epochs": 7, "m_step": False, "tol": 0.0}
 
 
 def configurations() -> list[dict]:
     """The grid, without the duplicates that ``shrink_to`` makes when there is no shrinkage."""
     grid = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
-    grid = [{**g, "tol": TOL} for g in grid if g["shrinkage"] > 0 or g["shrink_to"] == "pooled"]
+    no_shrinkage = {"shrink_to": "pooled", "shrink_rule": "fixed"}
+    grid = [{**g, "tol": TOL} for g in grid if g["shrinkage"] > 0 or g | no_shrinkage == g]
     return [PREVIOUS, *grid]
 
 
@@ -93,7 +96,7 @@ def lever_table(runs: pd.DataFrame, chosen: str) -> list[str]:
         for value in values:
             variant = {k: base[k] for k in GRID} | {lever: value, "tol": TOL}
             if variant["shrinkage"] == 0:
-                variant["shrink_to"] = "pooled"
+                variant |= {"shrink_to": "pooled", "shrink_rule": "fixed"}
             k = key(variant)
             mark = " (chosen)" if k == chosen else ""
             lines.append(f"| {lever} | {value}{mark} | {by_config.loc[k, True]:.2f} | {by_config.loc[k, False]:.2f} |")

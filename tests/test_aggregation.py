@@ -164,9 +164,12 @@ def test_bila_options_are_checked():
 def test_benchmark_runs_on_a_small_subset(tmp_path):
     from benchmarks.crowd_aggregation import main
 
-    main(["--sets", "bluebird", "--seeds", "1", "--synthetic-tasks", "300", "--out", str(tmp_path)])
+    main(["--sets", "bluebird", "--regimes", "ten_class_small", "--regime-draws", "1", "--seeds", "1",
+          "--synthetic-tasks", "300", "--slow-peer-labels", "0", "--large-workers", "300", "--out", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "crowd_aggregation.csv")
-    assert {"mv", "ds", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
-    assert set(runs["dataset"]) == {"bluebird", "synthetic"} and runs["accuracy"].between(0, 1).all()
+    assert {"mv", "ds", "bila-offline", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
+    assert set(runs["dataset"]) == {"bluebird", "ten_class_small", "synthetic"} and runs["accuracy"].between(0, 1).all()
+    large = pd.read_csv(tmp_path / "crowd_aggregation_large.csv")
+    assert {"mv", "ds-stream", "bila"} == set(large["method"]) and (large["seconds"] > 0).all()
     assert "| bluebird |" in (tmp_path / "crowd_aggregation.md").read_text()
     assert (tmp_path / "crowd_aggregation_curves.png").stat().st_size > 10_000

@@ -15,6 +15,9 @@ from fedkd.errors import ConfigError
 from fedkd.seeding import torch_generator
 
 SHRINK_TARGETS = ("pooled", "one_coin")
+SHRINK_RULES = ("fixed", "moments")
+# The least prior strength (pseudo-labels per confusion row) that shrink_rule="moments" estimates.
+MOMENT_FLOOR = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class BILAConfig:
     log_prior: bool = True
     shrinkage: float = 0.0
     shrink_to: str = "pooled"
+    shrink_rule: str = "fixed"
     m_step: bool = False
     tol: float = 0.0
 
@@ -102,6 +106,9 @@ class BILA(Aggregator):
         if self.config.shrink_to not in SHRINK_TARGETS:
             raise ConfigError(f"unknown BILA shrink_to {self.config.shrink_to!r}; "
                               f"choose one of {', '.join(SHRINK_TARGETS)}")
+        if self.config.shrink_rule not in SHRINK_RULES:
+            raise ConfigError(f"unknown BILA shrink_rule {self.config.shrink_rule!r}; "
+                              f"choose one of {', '.join(SHRINK_RULES)}")
         if self.config.shrinkage < 0 or self.config.tol < 0:
             raise ConfigError(f"BILA shrinkage and tol must be >= 0, got {self.config.shrinkage} and {self.config.tol}")
         super().__init__(n_classes, seed)
@@ -140,7 +147,29 @@ class BILA(Aggregator):
             counts = np.full((C, C), (1.0 - accuracy) / (C - 1)) + (accuracy - (1.0 - accuracy) / (C - 1)) * np.eye(C)
         return torch.from_numpy(counts / counts.sum(axis=1, keepdims=True)).float()
 
-    def _grow(self, enc: EncodedChunk, target: torch.Tensor) -> None:
+    def _strength(self, enc: EncodedChunk, shares: np.ndarray) -> float:
+        """Pseudo-labels per confusion row of the shrinkage prior: ``shrinkage`` itself, or with
+        ``shrink_rule="moments"`` the empirical-Bayes (method-of-moments, beta-binomial) estimate from how
+        much the accuracies of the chunk's workers spread beyond what their label counts explain:
+        ``a(1-a)/tau^2 - 1`` pseudo-labels in all, ``tau^2`` the between-worker variance of the accuracy
+        (against kept counts plus this chunk's majority-vote shares), ``a`` the pooled accuracy; spread
+        over the rows, at least ``MOMENT_FLOOR`` and at most ``shrinkage``. Homogeneous crowds are shrunk
+        hard (towards a weighted vote), crowds of experts and spammers lightly."""
+        cfg, C = self.config, self.n_classes
+        if cfg.shrink_rule == "fixed":
+            return cfg.shrinkage
+        touched, local = np.unique(enc.worker, return_inverse=True)
+        counts = expected_counts(EncodedChunk(enc.tasks, enc.task, local, enc.label), shares, len(touched))
+        kept = touched < len(self.memory_)
+        counts[kept] += self.memory_[torch.from_numpy(touched[kept])].double().numpy()
+        n = counts.sum(axis=(1, 2))
+        right = np.trace(counts, axis1=1, axis2=2)
+        a = right.sum() / n.sum()
+        excess = (right / n - a) ** 2 - a * (1 - a) / n
+        tau2 = max(float((n * excess).sum() / n.sum()), 1e-6)
+        return float(np.clip((a * (1 - a) / tau2 - 1) / C, MOMENT_FLOOR, max(cfg.shrinkage, MOMENT_FLOOR)))
+
+    def _grow(self, enc: EncodedChunk, target: torch.Tensor, strength: float) -> None:
         """Give workers first seen in this chunk a confusion matrix (majority-vote counts plus the prior) and
         embeddings."""
         cfg, old, K, C = self.config, self.conf_logits_.shape[0], self.n_workers, self.n_classes
@@ -148,7 +177,7 @@ class BILA(Aggregator):
             return
         pooled = np.exp(self._log_conf()[-1])
         counts = (expected_counts(enc, vote_shares(enc, C), K, first=old) + cfg.init_smoothing * C * pooled
-                  + cfg.shrinkage * target.double().numpy())
+                  + strength * target.double().numpy())
         new_logits = torch.from_numpy(np.log(counts / counts.sum(axis=2, keepdims=True))).float()
         gen = torch_generator(self.seed, "bila", "embed", old)
         new_embed = torch.randn((K - old) * C, cfg.hidden, generator=gen) * 0.1
@@ -163,7 +192,8 @@ class BILA(Aggregator):
         cfg, C = self.config, self.n_classes
         shares_np = vote_shares(enc, C)
         target = self._shrink_target(enc, shares_np)
-        self._grow(enc, target)
+        strength = self._strength(enc, shares_np)
+        self._grow(enc, target, strength)
         touched, local = np.unique(enc.worker, return_inverse=True)
         rows = torch.from_numpy((touched[:, None] * C + np.arange(C)).ravel())
         touched_t = torch.from_numpy(touched)
@@ -172,7 +202,7 @@ class BILA(Aggregator):
         label = torch.from_numpy(enc.label.copy())
         pair = worker * C + label
         local_enc = EncodedChunk(enc.tasks, enc.task, local.astype(np.int64), enc.label)
-        prior_counts = cfg.alpha + cfg.shrinkage * target + self.memory_[touched_t]
+        prior_counts = cfg.alpha + strength * target + self.memory_[touched_t]
         conf = self.conf_logits_[touched_t].clone()
         linear, embed = self.linear_[rows].clone(), self.embed_[rows].clone()
         shared = [self.hidden_bias_, self.out_weight_, self.out_bias_]
