@@ -7,7 +7,8 @@ with errors spread over every class. For each cell (annotator pool kind x Dirich
 noise x seed) and each way of cleaning (``benchmarks/federated.py``'s ``CLEANINGS``: ``mv``, ``ds``,
 ``bila`` as the shipped configs run it, without its log class prior, and ``bila-prior``, BILA's default
 outside federations) this runs exactly the clients' online ingestion
-(``fedkd.federation.local.ingest_labels``, every chunk once) on the shared default federation of ``simulations/fed_avg.toml`` and reports, pooled over the clients:
+(``fedkd.federation.local.ingest_labels``, every chunk once) on the shared default federation of
+``simulations/fed_avg.toml`` and reports, pooled over the clients:
 
 * ``label_acc``: cleaned labels that are right;
 * ``rare_recall``: the same on items whose true class is under 10 % of their client's items;
