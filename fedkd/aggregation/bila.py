@@ -93,7 +93,8 @@ class BILA(Aggregator):
     a worker's matrix is pulled towards the average worker's until its own counts outweigh ``s``), and
     ``prior`` is the class frequencies of the chunk: the sum of its posteriors q (majority-vote shares
     before the first step), re-estimated at every step, plus the kept class counts of earlier chunks and
-    one pseudo-count per class. (A prior from the current chunk alone swung from chunk to chunk and cost 3-5 points on web.)
+    one pseudo-count per class. (A prior from the current chunk alone swung from chunk to chunk and cost
+    3-5 points on web.)
     The optimiser is Adam with each coordinate's move clipped to ``max_step`` per step, up to ``epochs``
     full-batch steps per chunk (fewer once the posteriors stop moving, ``tol``), and on the first chunk a
     warm-up of ``warmup_epochs`` steps that fits the classifier to majority-vote shares before the joint
