@@ -208,19 +208,20 @@ class BILA(Aggregator):
         self.embed_ = torch.cat([self.embed_, new_embed])
 
     def _update(self, enc: EncodedChunk) -> None:
-        """Fit the chunk, touching only the rows of the workers it contains (time flat in the chunks seen)."""
+        """Fit the chunk, touching only its workers' confusions and the embeddings of the (worker, label) pairs
+        it contains: time flat in the chunks and workers seen."""
         cfg, C = self.config, self.n_classes
         shares_np = vote_shares(enc, C)
         target = self._shrink_target(enc, shares_np)
         strength = self._strength(enc, shares_np)
         self._grow(enc, target, strength)
         touched, local = np.unique(enc.worker, return_inverse=True)
-        rows = torch.from_numpy((touched[:, None] * C + np.arange(C)).ravel())
+        used, pair = np.unique(enc.worker * C + enc.label, return_inverse=True)
+        rows, pair = torch.from_numpy(used), torch.from_numpy(pair.astype(np.int64))
         touched_t = torch.from_numpy(touched)
         task = torch.from_numpy(enc.task.copy())
         worker = torch.from_numpy(local.astype(np.int64))
         label = torch.from_numpy(enc.label.copy())
-        pair = worker * C + label
         local_enc = EncodedChunk(enc.tasks, enc.task, local.astype(np.int64), enc.label)
         prior_counts = cfg.alpha + strength * target + self.memory_[touched_t]
         conf = self.conf_logits_[touched_t].clone()
@@ -270,7 +271,7 @@ class BILA(Aggregator):
         cfg = self.config
         log_q = torch.log_softmax(self._classifier_logits(linear, embed, task, pair, n_tasks), dim=1)
         q = log_q.exp()
-        log_conf = torch.log_softmax(conf, dim=2)
+        log_conf = conf - conf.logsumexp(dim=2, keepdim=True)
         data = -(q[task] * log_conf[worker, :, label]).sum()
         kl = (q * (log_q - log_prior)).sum()
         conf_prior = -(prior_counts * log_conf).sum()
