@@ -165,7 +165,7 @@ def test_benchmark_runs_on_a_small_subset(tmp_path):
     from benchmarks.crowd_aggregation import main
 
     main(["--sets", "bluebird", "--regimes", "ten_class_small", "--regime-draws", "1", "--seeds", "1",
-          "--synthetic-tasks", "300", "--slow-peer-labels", "0", "--large-workers", "300", "--out", str(tmp_path)])
+          "--synthetic-tasks", "300", "--no-crowdkit", "--large-workers", "300", "--out", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "crowd_aggregation.csv")
     assert {"mv", "ds", "bila-offline", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
     assert set(runs["dataset"]) == {"bluebird", "ten_class_small", "synthetic"} and runs["accuracy"].between(0, 1).all()
