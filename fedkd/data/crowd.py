@@ -24,7 +24,11 @@ import pandas as pd
 from fedkd.errors import DataError
 from fedkd.seeding import numpy_rng
 
-NOISE_KINDS = ("uniform", "pair_flip", "hammer_spammer", "class_dependent")
+NOISE_KINDS = ("uniform", "pair_flip", "hammer_spammer", "class_dependent", "mixed")
+# The "mixed" pool: shares of experts, average workers, spammers and adversaries, and the experts' and
+# adversaries' wrong-label rates relative to the average worker's (see make_confusions).
+MIXED_SHARES = {"expert": 0.25, "average": 0.45, "spammer": 0.2, "adversary": 0.1}
+EXPERT_NOISE_FACTOR = 0.25
 LABEL_COLUMNS = ("task", "worker", "label")
 GOLD_COLUMNS = ("task", "true_label")
 
@@ -71,6 +75,11 @@ def make_confusions(
     - ``class_dependent``: class t has its own wrong rate ``e_t`` with ``mean_t e_t = e`` exactly, each
       ``e_t`` within ``e +- min(e, 1 - e)``; the wrong mass of row t is split over the other classes by a
       flat Dirichlet draw, so some confusions are much likelier than others.
+    - ``mixed``: a crowd of mixed skill, as real crowds are: each annotator is drawn to be an *expert*
+      (``class_dependent`` at rate ``e / 4``), an *average* worker (``class_dependent`` at rate ``e``), a
+      *spammer* (half of them answer uniformly at random, half always give one label of their own) or an
+      *adversary* (``pair_flip`` at rate ``1 - e / 4``: mostly the neighbouring class) with the shares of
+      ``MIXED_SHARES``. ``e`` is then the average worker's rate, not the pool's.
     """
     if kind not in NOISE_KINDS:
         raise DataError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}")
@@ -91,7 +100,14 @@ def make_confusions(
             raise DataError(f"hammer_spammer noise must be <= (C-1)/C = {(C - 1) / C:.3f}, got max {rates.max():.3f}")
         spammer = rng.random(K) < p_spam
         return np.where(spammer[:, None, None], np.full((C, C), 1.0 / C), eye)
-    # class_dependent
+    if kind == "mixed":
+        return _mixed_confusions(rates, C, rng)
+    return _class_dependent(rates, C, rng)
+
+
+def _class_dependent(rates: np.ndarray, C: int, rng: np.random.Generator) -> np.ndarray:
+    """``class_dependent`` confusions (see :func:`make_confusions`) for the given per-annotator rates."""
+    K = rates.size
     u = rng.uniform(-1.0, 1.0, size=(K, C))
     u -= u.mean(axis=1, keepdims=True)
     u /= np.maximum(1.0, np.abs(u).max(axis=1, keepdims=True))
@@ -102,6 +118,23 @@ def make_confusions(
         others = [c for c in range(C) if c != t]
         confusions[:, t, t] = 1.0 - row_rates[:, t]
         confusions[:, t, others] = row_rates[:, t, None] * split[:, t]
+    return confusions
+
+
+def _mixed_confusions(rates: np.ndarray, C: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``mixed`` pool of :func:`make_confusions`: experts, average workers, spammers and adversaries."""
+    K = rates.size
+    kinds = rng.choice(len(MIXED_SHARES), size=K, p=list(MIXED_SHARES.values()))
+    expert, average, spammer, adversary = (kinds == i for i in range(len(MIXED_SHARES)))
+    eye = np.eye(C)
+    confusions = _class_dependent(np.where(expert, EXPERT_NOISE_FACTOR * rates, rates), C, rng)
+    constant = rng.random(K) < 0.5
+    favourite = eye[rng.integers(0, C, size=K)]
+    spam = np.where(constant[:, None, None], favourite[:, None, :], np.full((C, C), 1.0 / C))
+    confusions[spammer] = np.broadcast_to(spam, (K, C, C))[spammer]
+    wrong = 1.0 - EXPERT_NOISE_FACTOR * rates
+    flips = (1.0 - wrong)[:, None, None] * eye + wrong[:, None, None] * np.roll(eye, 1, axis=1)
+    confusions[adversary] = flips[adversary]
     return confusions
 
 

@@ -56,12 +56,16 @@ class CrowdSection:
     """The simulated annotators of each client and how their labels arrive over rounds.
 
     ``noise`` is the range of each annotator's wrong-label rate (one rate drawn per annotator);
-    ``chunks`` is the number of rounds over which a client's items arrive with their labels.
+    ``noise_kind`` how the wrong labels fall (``fedkd.data.crowd.make_confusions``): ``mixed`` draws a pool of
+    mixed skill, as real crowds are (experts, average workers at the ``noise`` rate, spammers, adversaries),
+    the setting in which cleaning can beat majority vote (with annotators all equally and uniformly wrong,
+    majority vote is already optimal); ``chunks`` is the number of rounds over which a client's items arrive
+    with their labels.
     """
 
     annotators_per_client: int = 5
     labels_per_item: int = 3
-    noise_kind: Literal["uniform", "pair_flip", "hammer_spammer", "class_dependent"] = "uniform"
+    noise_kind: Literal["uniform", "pair_flip", "hammer_spammer", "class_dependent", "mixed"] = "uniform"
     noise: tuple[float, float] = (0.3, 0.4)
     chunks: int = 3
 
