@@ -57,7 +57,7 @@ CONFIGS = {"dark_knowledge": "simulations/dark_knowledge.toml", "dark_knowledge2
 # ablation students, and a curve over step counts instead of the configs' single T' = 8.
 BENCH_OVERRIDES = {
     "dark_knowledge": ["eval.ablations=true"],
-    "dark_knowledge28": ["eval.ablations=true"],
+    "dark_knowledge28": [],  # the ablations run at the smallest width only (``dk28_cells``): CPU is scarce
     "single_fold": ["student.steps=[16, 8]", "eval.teacher_steps=[64, 32, 16, 8]"],
 }
 DK_VARIANTS = (("output_only", "output only"), ("features_only", "output + features"),
@@ -98,9 +98,11 @@ def run_configs(experiment: str, seeds: list[int], overrides: list[str], tmp: Pa
 
 
 def dk28_cells(widths: list[str], weights: list[str]) -> list[tuple[str, list[str]]]:
-    """(label, overrides) of the 28x28 runs: every width at the config's weights, then each extra
-    ``feature_weight,adversarial_weight`` pair at the smallest width (the first ``widths`` entry is widest)."""
-    cells = [(f"dark_knowledge28@{w}", [f"student.widths=[{w}]"]) for w in widths]
+    """(label, overrides) of the 28x28 runs: every width at the config's weights (the smallest, last, also
+    with the two single-term ablations), then each extra ``feature_weight,adversarial_weight`` pair at the
+    smallest width (dark knowledge and output only)."""
+    cells = [(f"dark_knowledge28@{w}", [f"student.widths=[{w}]", f"eval.ablations={str(w == widths[-1]).lower()}"])
+             for w in widths]
     for pair in weights:
         feature, adversarial = pair.split(",")
         cells.append((f"dark_knowledge28@{widths[-1]}/fw={feature},aw={adversarial}",
@@ -212,6 +214,8 @@ def dk28_section(summary: pd.DataFrame, floor: dict[str, float], seeds: list[int
             f"{_cell(part, 'class_acc/teacher', 3)} | – |",
         ]
         for name, what in DK_VARIANTS:
+            if part[part["metric"] == f"fid_like/{name}"].empty:
+                continue
             lines.append(f"| student, {what} | {_cell(part, 'params/student', 0)} | "
                          f"{_cell(part, f'fid_like/{name}')} | {_cell(part, f'precision/{name}')} | "
                          f"{_cell(part, f'recall/{name}')} | {_cell(part, f'class_acc/{name}', 3)} | "
@@ -320,8 +324,8 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     labels = [e for e in summary["experiment"].unique() if e.startswith("dark_knowledge28@")]
     for i, (name, what) in enumerate(DK_VARIANTS):
         rows = [summary[(summary["experiment"] == e) & (summary["metric"] == f"fid_like/{name}")] for e in labels]
-        axes[3].bar(np.arange(len(labels)) + 0.2 * (i - 1.5), [r["mean"].iloc[0] for r in rows], width=0.2,
-                    yerr=[np.nan_to_num(r["std"].iloc[0]) for r in rows], capsize=2, label=what,
+        axes[3].bar(np.arange(len(labels)) + 0.2 * (i - 1.5), [r["mean"].sum() if len(r) else np.nan for r in rows],
+                    width=0.2, yerr=[np.nan_to_num(r["std"].sum()) for r in rows], capsize=2, label=what,
                     color=colors[name])
     axes[3].set_xticks(np.arange(len(labels)), [e.split("@")[1].replace("/", "\n") for e in labels], fontsize=7)
     axes[3].set_title("(a28) 28x28 students by width")
@@ -346,6 +350,9 @@ def main() -> None:
                         help="student generator widths of the 28x28 runs, widest first")
     parser.add_argument("--dk28-weights", nargs="*", default=["0.1,0.5"], metavar="FW,AW",
                         help="extra feature_weight,adversarial_weight pairs measured at the smallest width")
+    parser.add_argument("--dk28-cells", nargs="+", default=[], metavar="LABEL",
+                        help="run only these 28x28 cells, e.g. dark_knowledge28@16,8,4 (to split the grid across "
+                             "processes; merge their --results with --from-csv)")
     parser.add_argument("--sf-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the single-fold runs")
     parser.add_argument("--dk-set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--sf-set", action="append", default=[], metavar="KEY=VALUE")
@@ -361,6 +368,8 @@ def main() -> None:
             frames.append(run_configs("dark_knowledge", args.seeds, args.dk_set, Path(tmp), results))
         if "dark_knowledge28" in args.only:
             for label, overrides in dk28_cells(args.dk28_widths, args.dk28_weights):
+                if args.dk28_cells and label not in args.dk28_cells:
+                    continue
                 frames.append(run_configs("dark_knowledge28", args.dk28_seeds, [*overrides, *args.dk28_set], Path(tmp),
                                           results, label))
         if "single_fold" in args.only:
