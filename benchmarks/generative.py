@@ -329,7 +329,8 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
                     color=colors[name])
     axes[3].set_xticks(np.arange(len(labels)), [e.split("@")[1].replace("/", "\n") for e in labels], fontsize=7)
     axes[3].set_title("(a28) 28x28 students by width")
-    axes[3].set_ylabel("FID-like (28x28 feature net)")
+    axes[3].set_ylabel("FID-like (28x28 feature net, log scale)")
+    axes[3].set_yscale("log")
     if labels:
         axes[3].legend(fontsize=7)
     fig.tight_layout()
