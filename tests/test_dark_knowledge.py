@@ -107,3 +107,21 @@ def test_the_config_logs_the_three_fid_like_names(tmp_path):
     logged = set(result.metrics["metric"])
     assert {"fid_like/teacher", "fid_like/dark_knowledge", "fid_like/output_only"} <= logged
     assert "train_loss/output_only" in logged and (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_the_28x28_config_logs_fid_like_and_class_accuracy_under_an_independent_classifier(tmp_path):
+    result = fedkd.run("simulations/dark_knowledge28.toml", out=tmp_path / "run",
+                       overrides={"distill.steps": 2, "eval.samples": 100, "eval.log_every": 1, "eval.grid": False})
+    logged = set(result.metrics["metric"])
+    assert {"fid_like/teacher", "fid_like/dark_knowledge", "fid_like/output_only"} <= logged
+    assert result.final("class_acc/teacher") > 0.8  # the shipped teacher draws the digit it is asked for
+    assert result.final("class_acc/output_only") < result.final("class_acc/teacher")  # 2 steps teach nothing
+    assert result.final("fid_like/output_only") > result.final("fid_like/teacher")
+
+
+def test_the_shipped_28x28_teacher_and_feature_net_load_for_mnist5k():
+    from fedkd.teachers import load_teacher
+
+    generator, _ = load_gan("pretrained/gan-mnist5k", expect={"dataset": "mnist5k", "image_size": 28})
+    assert generator.config.widths == (128, 64, 32)
+    assert load_teacher("pretrained/fid-mnist5k-vgg_small", dataset="mnist5k").info.image_size == 28

@@ -2,8 +2,9 @@
 
 ``dark_knowledge``: load the shipped conditional GAN teacher, distil a smaller generator twice from the
 same initialisation and input stream (dark knowledge vs. output only), and log ``fid_like/teacher``,
-``fid_like/dark_knowledge``, ``fid_like/output_only`` (plus precision/recall and training times; with
-``eval.ablations`` also ``fid_like/features_only`` and ``fid_like/adversarial_only``).
+``fid_like/dark_knowledge``, ``fid_like/output_only`` (plus precision/recall, training times and, with
+``eval.classifier``, ``class_acc/NAME``; with ``eval.ablations`` also ``fid_like/features_only`` and
+``fid_like/adversarial_only``).
 
 ``single_fold``: load the shipped T-step diffusion teacher, train a single-fold student for each T' in
 ``student.steps`` and one chain of progressive students, at equal compute: a student with T/2^k steps
@@ -12,6 +13,10 @@ the teacher sampled with N DDIM steps, ``fid_like/single_fold@T'`` and ``fid_lik
 (DDIM over the student's own steps), ``fid_like/teacher_ddpm@T`` and ``fid_like/single_fold_ddpm@T'``
 (DDPM), and sampling milliseconds per image. All FID-like values use the same number of samples from
 the same starting noise, so they compare with each other but not with published FIDs.
+
+Both kinds checkpoint after each phase (the teacher's evaluation, each student, the progressive chain;
+``fedkd.generative.phases``): ``--resume`` skips the finished phases and ends with the same metrics as an
+uninterrupted run. Every row carries its phase as ``round``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from fedkd.config import ExperimentConfig, ExperimentKind
 from fedkd.errors import ConfigError
 from fedkd.generative.artifacts import Provenance
 from fedkd.generative.dark_knowledge import GeneratorDistillation
+from fedkd.generative.phases import PhaseCheckpoints
 from fedkd.runs import RunDir
 
 FEATURE_NET = "pretrained/fid-digits-vgg_small"
@@ -58,9 +64,12 @@ class EvalSection:
 
 @dataclass
 class GanEvalSection(EvalSection):
-    """Also: ``ablations`` trains two more students, features only and adversarial term only."""
+    """Also: ``ablations`` trains two more students, features only and adversarial term only; ``classifier``
+    (a ``fedkd teacher train`` directory, independent of the feature net) logs ``class_acc/NAME``, the share
+    of samples it assigns to the class they were conditioned on."""
 
     ablations: bool = False
+    classifier: str = ""
 
 
 @dataclass
@@ -116,24 +125,39 @@ class DiffusionEvalSection(EvalSection):
 
 
 class _Quality:
-    """Logs FID-like, precision and recall of one image set under a variant name, with its sampling time."""
+    """Logs FID-like, precision, recall (and with a classifier, class accuracy) of one image set under a
+    variant name, with its sampling time; every row carries the run phase as its ``round``."""
 
-    def __init__(self, rundir: RunDir, feature_net: str, dataset: str) -> None:
+    def __init__(self, rundir: RunDir, feature_net: str, dataset: str, classifier: str = "") -> None:
         from fedkd.metrics import FidLike
 
         self.rundir = rundir
         self.fid = FidLike.from_teacher(feature_net, dataset=dataset)
+        self.classifier = None
+        if classifier:
+            from fedkd.generative.artifacts import resolve_path
+            from fedkd.teachers import load_teacher
 
-    def log(self, name: str, sample: Callable[[], torch.Tensor]) -> torch.Tensor:
+            self.classifier = load_teacher(resolve_path(classifier), dataset=dataset).model
+
+    def log(self, name: str, sample: Callable[[], torch.Tensor], phase: int,
+            labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Sample, measure and log; ``labels`` are the classes the samples were conditioned on, if any."""
+        from fedkd.metrics import accuracy
+        from fedkd.train import predict_logits
+
         start = time.perf_counter()
         with torch.no_grad():
             images = sample()
         elapsed = time.perf_counter() - start
         precision, recall = self.fid.precision_recall(images)
-        self.rundir.log(f"fid_like/{name}", self.fid(images))
-        self.rundir.log(f"precision/{name}", precision)
-        self.rundir.log(f"recall/{name}", recall)
-        self.rundir.log(f"sample_ms_per_image/{name}", 1000 * elapsed / len(images))
+        self.rundir.log(f"fid_like/{name}", self.fid(images), round=phase)
+        self.rundir.log(f"precision/{name}", precision, round=phase)
+        self.rundir.log(f"recall/{name}", recall, round=phase)
+        if self.classifier is not None and labels is not None:
+            self.rundir.log(f"class_acc/{name}", accuracy(predict_logits(self.classifier, images), labels),
+                            round=phase)
+        self.rundir.log(f"sample_ms_per_image/{name}", 1000 * elapsed / len(images), round=phase)
         return images
 
 
@@ -149,30 +173,46 @@ def run_dark_knowledge(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.seeding import seed_torch, torch_generator
 
     _require_cpu(cfg)
+    phases = PhaseCheckpoints(rundir)
+    if phases.complete:
+        return
     seed = cfg.run.seed
     teacher, discriminator = load_gan(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
-    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset)
+    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset, cfg.eval.classifier)
     z = torch.randn(cfg.eval.samples, teacher.config.z_dim, generator=torch_generator(seed, "eval", "z"))
     y = torch.arange(cfg.eval.samples) % teacher.config.n_classes
-    grids = {"teacher": quality.log("teacher", lambda: teacher(z, y))}
-    rundir.log("params/teacher", _count(teacher))
     student_config = dataclasses.replace(teacher.config, widths=cfg.student.widths)
+    if phases.is_done(0):
+        with torch.no_grad():
+            grids = {"teacher": teacher(z, y)}
+    else:
+        grids = {"teacher": quality.log("teacher", lambda: teacher(z, y), 0, y)}
+        rundir.log("params/teacher", _count(teacher), round=0)
+        rundir.log("params/student", _count(ConditionalGenerator(student_config)), round=0)
+        phases.finish(0)
     variants = {"dark_knowledge": cfg.distill, "output_only": cfg.distill.output_only()}
     if cfg.eval.ablations:
         variants["features_only"] = dataclasses.replace(cfg.distill, adversarial_weight=0.0)
         variants["adversarial_only"] = dataclasses.replace(cfg.distill, feature_weight=0.0)
-    for name, settings in variants.items():
+    for phase, (name, settings) in enumerate(variants.items(), start=1):
         seed_torch(seed, "student", "init")
         student = ConditionalGenerator(student_config)
+        if phases.is_done(phase):
+            student.load_state_dict(phases.weights(name))
+            with torch.no_grad():
+                grids[name] = student.eval()(z, y)
+            continue
         start = time.perf_counter()
         distill_generator(teacher, student, settings, torch_generator(seed, "distill"), discriminator,
-                          on_log=lambda step, loss, n=name: rundir.log(f"train_loss/{n}", loss, step=step),
+                          on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss, round=r,
+                                                                                step=step),
                           log_every=cfg.eval.log_every)
-        rundir.log(f"train_seconds/{name}", time.perf_counter() - start)
-        grids[name] = quality.log(name, lambda s=student: s(z, y))
-    rundir.log("params/student", _count(student))
+        rundir.log(f"train_seconds/{name}", time.perf_counter() - start, round=phase)
+        grids[name] = quality.log(name, lambda s=student: s(z, y), phase, y)
+        phases.finish(phase, {name: student})
     if cfg.eval.grid:
         save_grids({k: v[:50] for k, v in grids.items()}, rundir.path / "samples.png")
+    phases.finish(len(variants), complete=True)
 
 
 def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
@@ -184,6 +224,9 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.seeding import seed_torch, torch_generator
 
     _require_cpu(cfg)
+    phases = PhaseCheckpoints(rundir)
+    if phases.complete:
+        return
     seed = cfg.run.seed
     teacher = load_prior(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
     total = teacher.num_steps
@@ -203,27 +246,43 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
 
     grids = {}
     for n in sorted(set(cfg.eval.teacher_steps) | set(cfg.student.steps), reverse=True):
-        grids[f"teacher@{n}"] = quality.log(f"teacher@{n}", lambda n=n: teacher.sample(x_T, n))
-    quality.log(f"teacher_ddpm@{total}", lambda: teacher.sample(x_T, sampler="ddpm", generator=ddpm_noise()))
+        if phases.is_done(0):
+            with torch.no_grad():
+                grids[f"teacher@{n}"] = teacher.sample(x_T, n)
+        else:
+            grids[f"teacher@{n}"] = quality.log(f"teacher@{n}", lambda n=n: teacher.sample(x_T, n), 0)
+    if not phases.is_done(0):
+        quality.log(f"teacher_ddpm@{total}", lambda: teacher.sample(x_T, sampler="ddpm", generator=ddpm_noise()), 0)
+        phases.finish(0)
     architecture = {"widths": cfg.student.widths, "norm_groups": cfg.student.norm_groups}
     models = rundir.path / "models"
+    phase = 0
     for steps, k in sorted(halvings.items(), reverse=True):
+        phase += 1
         seed_torch(seed, "student", "init")
         student = fold_student(teacher, total // steps, **architecture)
+        name = f"single_fold@{steps}"
+        if phases.is_done(phase):
+            student.load_state_dict(phases.weights(name))
+            with torch.no_grad():
+                grids[name] = student.eval().sample(x_T, steps=student.num_steps)
+            continue
         settings = DiffusionDistillation(round(k * cfg.distill.steps_per_halving), cfg.distill.batch_size,
                                          cfg.distill.lr)
-        name = f"single_fold@{steps}"
         start = time.perf_counter()
         single_fold_distill(teacher, student, x0, settings, torch_generator(seed, "distill", name),
                             cfg.distill.feature_weight, log_every=cfg.eval.log_every,
-                            on_log=lambda step, loss, n=name: rundir.log(f"train_loss/{n}", loss, step=step))
-        _log_compute(rundir, name, settings.steps, settings.steps, time.perf_counter() - start)
-        grids[name] = quality.log(name, lambda s=student: s.sample(x_T, steps=s.num_steps))
+                            on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss,
+                                                                                  round=r, step=step))
+        _log_compute(rundir, name, phase, settings.steps, settings.steps, time.perf_counter() - start)
+        grids[name] = quality.log(name, lambda s=student: s.sample(x_T, steps=s.num_steps), phase)
         quality.log(f"single_fold_ddpm@{steps}",
-                    lambda s=student: s.sample(x_T, sampler="ddpm", generator=ddpm_noise()))
+                    lambda s=student: s.sample(x_T, sampler="ddpm", generator=ddpm_noise()), phase)
         save_prior(student, models / f"single_fold-{steps}", _provenance(cfg, name))
+        phases.finish(phase, {name: student})
     rounds = max((k for k in halvings.values() if k == int(k)), default=0)
     if rounds:
+        phase += 1  # the progressive chain is one phase: its students train from each other
         seed_torch(seed, "student", "init")
         per_round = DiffusionDistillation(cfg.distill.steps_per_halving, cfg.distill.batch_size, cfg.distill.lr)
         clock = {"round_start": time.perf_counter(), "trained": 0.0}  # training time only, evaluation excluded
@@ -231,18 +290,19 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
         def finish_round(r: int, student: DiffusionModel) -> None:
             clock["trained"] += time.perf_counter() - clock["round_start"]
             name = f"progressive@{student.num_steps}"
-            _log_compute(rundir, name, r * per_round.steps, 2 * r * per_round.steps, clock["trained"])
-            grids[name] = quality.log(name, lambda: student.sample(x_T, steps=student.num_steps))
+            _log_compute(rundir, name, phase, r * per_round.steps, 2 * r * per_round.steps, clock["trained"])
+            grids[name] = quality.log(name, lambda: student.sample(x_T, steps=student.num_steps), phase)
             save_prior(student, models / f"progressive-{student.num_steps}", _provenance(cfg, name))
             clock["round_start"] = time.perf_counter()
 
         progressive_distill(
             teacher, x0, per_round, int(rounds), torch_generator(seed, "distill", "progressive"), architecture,
             log_every=cfg.eval.log_every, on_round=finish_round,
-            on_log=lambda r, step, loss: rundir.log(f"train_loss/progressive@{total >> r}", loss,
+            on_log=lambda r, step, loss: rundir.log(f"train_loss/progressive@{total >> r}", loss, round=phase,
                                                     step=(r - 1) * per_round.steps + step))
     if cfg.eval.grid:
         save_grids({k: v[:40] for k, v in grids.items()}, rundir.path / "samples.png", nrow=8)
+    phases.finish(phase, complete=True)
 
 
 def _halvings(total: int, steps: int) -> float:
@@ -252,10 +312,11 @@ def _halvings(total: int, steps: int) -> float:
     return math.log2(total // steps)
 
 
-def _log_compute(rundir: RunDir, name: str, optimizer_steps: int, teacher_evals: int, seconds: float) -> None:
-    rundir.log(f"train_steps/{name}", optimizer_steps)
-    rundir.log(f"teacher_evals/{name}", teacher_evals)
-    rundir.log(f"train_seconds/{name}", seconds)
+def _log_compute(rundir: RunDir, name: str, phase: int, optimizer_steps: int, teacher_evals: int,
+                 seconds: float) -> None:
+    rundir.log(f"train_steps/{name}", optimizer_steps, round=phase)
+    rundir.log(f"teacher_evals/{name}", teacher_evals, round=phase)
+    rundir.log(f"train_seconds/{name}", seconds, round=phase)
 
 
 def _provenance(cfg: ExperimentConfig, name: str) -> Provenance:

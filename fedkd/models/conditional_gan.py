@@ -124,7 +124,8 @@ def load_gan(path: str | Path, expect: Mapping[str, Any] | None = None
     """The frozen (eval mode, no weight gradients) generator and discriminator saved at ``path``."""
     from fedkd.generative.artifacts import load_model
 
-    tensors, meta = load_model(path, GAN_KIND, expect, how_to_train=f"fedkd gan train --dataset digits --out {path}")
+    dataset = (expect or {}).get("dataset", "digits")
+    tensors, meta = load_model(path, GAN_KIND, expect, how_to_train=f"fedkd gan train --dataset {dataset} --out {path}")
     config = GanConfig.from_dict(meta["config"])
     generator, discriminator = ConditionalGenerator(config), ConditionalDiscriminator(config)
     for prefix, net in (("generator.", generator), ("discriminator.", discriminator)):
