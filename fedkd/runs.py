@@ -66,7 +66,7 @@ class RunDir:
                     f"run directory {str(path)!r} already holds a run; "
                     "pass --resume to continue it or choose another --out"
                 )
-            path.mkdir(parents=True, exist_ok=True)
+            _make_run_dir(path)
             (path / "config.toml").write_text(tomli_w.dumps(cfg.to_dict()))
             _write_metrics(run.metrics_path, [])
         _write_json(path / "manifest.json", _manifest(cfg, resumed=resume))
@@ -159,6 +159,19 @@ class RunResult:
         if rows.empty:
             raise KeyError(f"metric {metric!r} was not logged; logged: {sorted(self.metrics['metric'].unique())}")
         return float(rows["value"].iloc[-1])
+
+
+def _make_run_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) as a run directory, or a ConfigError saying why it cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {str(path)!r} is a file, not a run directory; choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"--out {str(path)!r} cannot be used as a run directory: {err.strerror}") from None
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:
