@@ -47,6 +47,8 @@ def reserve_out_path(out: str, inputs: dict[str, str | None]) -> tuple[Path, Pat
     folder = path.parent
     if path.is_dir():
         raise ConfigError(f"--out {out!r} is a directory; give a file path, e.g. {str(path / 'labels.csv')!r}")
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {out!r}: {str(folder)!r} is not a folder")
     if not folder.is_dir():
         raise ConfigError(f"--out {out!r}: folder {str(folder)!r} does not exist; create it first")
     for flag, given in inputs.items():
