@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from fedkd.config import ExperimentConfig, load_config
 from fedkd.errors import ConfigError
+from fedkd.progress import EvaluationLines
 
 METRIC_COLUMNS = ("round", "step", "queries", "client", "metric", "value")
 TIMING_METRICS = ("round_seconds", "memory_mib")  # vary run to run; compare everything else
@@ -52,6 +53,7 @@ class RunDir:
         self.cfg = cfg
         self.metrics_path = path / "metrics.csv"
         self.checkpoint_dir = path / "checkpoints"
+        self.lines = EvaluationLines()
 
     @classmethod
     def open(cls, path: str | Path, cfg: ExperimentConfig, *, resume: bool = False) -> RunDir:
@@ -105,6 +107,8 @@ class RunDir:
         row = [_cell(round), _cell(step), _cell(queries), _cell(client), metric, repr(float(value))]
         with self.metrics_path.open("a", newline="") as fh:
             csv.writer(fh).writerow(row)
+        if metric == "test_acc" and client is None:
+            self.lines.evaluation(value, round=round, step=step, queries=queries)
 
     def metrics(self) -> pd.DataFrame:
         return read_metrics(self.metrics_path)
