@@ -26,8 +26,10 @@ from strategies.server import make_server_app
 
 
 class _UnactionableFlowerWarnings(logging.Filter):
-    """Drops the Flower warnings a fedkd user can do nothing about; every other record passes.
+    """Drops the Flower records a fedkd user can do nothing about; every other warning and error passes.
 
+    - Flower's INFO lines (nodes sampled and replies received at every step of every round): fedkd prints one
+      line per round itself, with the test accuracy, and a failed reply is a WARNING, which still shows.
     - ``run_simulation`` is deprecated in favour of ``flwr run``, but it is the only Flower API that gives a
       client a fraction of a CPU, which a 2-core machine needs; ``flwr run`` is documented separately.
     - Flower's FedAvg warns that ``fraction_evaluate = 0`` skips federated evaluation: fedkd evaluates the
@@ -38,7 +40,7 @@ class _UnactionableFlowerWarnings(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(text in message for text in self.DROPPED)
+        return record.levelno >= logging.WARNING and not any(text in message for text in self.DROPPED)
 
 
 def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = default_client_app) -> None:
