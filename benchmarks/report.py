@@ -165,6 +165,18 @@ def crowd_aggregation_prose() -> str:
     )
 
 
+@block("aggregate_scaling")
+def aggregate_scaling() -> str:
+    runs = read("aggregate_scaling.csv").set_index(["method", "mode", "rows"])
+    sizes = sorted(runs.index.get_level_values("rows").unique())
+    rows = []
+    for method, mode in dict.fromkeys(runs.index.droplevel("rows")):
+        cells = [runs.loc[(method, mode, n)] for n in sizes]
+        rows.append([f"{method} {mode}"] + [f"{c.seconds:.0f} s / {c.peak_mib:,.0f} MiB" for c in cells])
+    return table(["`fedkd aggregate` (one thread), wall time / peak memory", *(f"{n / 1e6:g}M rows" for n in sizes)],
+                 ["l"] + ["r"] * len(sizes), rows)
+
+
 # --- federated distillation -------------------------------------------------------------------------------
 
 
