@@ -44,6 +44,7 @@ from safetensors.torch import load_file, save_file
 
 from fedkd.config import ExperimentConfig, load_config
 from fedkd.errors import ConfigError
+from fedkd.progress import EvaluationLines
 from fedkd.stopping import RunInterrupted, check_stop, critical, interruption
 
 METRIC_COLUMNS = ("round", "step", "queries", "client", "metric", "value")
@@ -73,6 +74,7 @@ class RunDir:
         self.lock_path = path / LOCK_FILE
         self._write_lock = threading.Lock()
         self._created: list[Path] = []  # what a fresh open made, removed again if the start fails
+        self.lines = EvaluationLines()
 
     @classmethod
     def open(cls, path: str | Path, cfg: ExperimentConfig, *, resume: bool = False) -> RunDir:
@@ -225,6 +227,8 @@ class RunDir:
         row = [_cell(round), _cell(step), _cell(queries), _cell(client), metric, repr(float(value))]
         with self._writing(), self.metrics_path.open("a", newline="") as fh:
             csv.writer(fh).writerow(row)
+        if metric == "test_acc" and client is None:
+            self.lines.evaluation(value, round=round, step=step, queries=queries)
 
     def metrics(self) -> pd.DataFrame:
         return read_metrics(self.metrics_path)

@@ -2,7 +2,8 @@
 
 Crowd labels use the long format of crowd-kit and of the truth-inference benchmarks: one row per
 (task, worker) answer with columns ``task, worker, label``; gold truth has columns ``task, true_label``.
-Task and worker ids may be ints or strings; labels are class indices ``0..C-1``.
+Task and worker ids may be ints or strings; read from a CSV they are always strings, so ``007`` and ``7``
+stay two tasks. Labels are class indices ``0..C-1``.
 
 An annotator is a row-stochastic confusion matrix ``pi[t, l] = P(label l | true class t)``. The
 simulator draws pools of such matrices (:func:`make_confusions`), lets each item be labelled by a few
@@ -271,11 +272,23 @@ def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> Non
 
 
 def _integer_labels(values: pd.Series, column: str, n_classes: int | None) -> np.ndarray:
-    """Labels as int64 class indices, or a DataError naming the first offending values."""
+    """Labels as int64 class indices, or a DataError naming the first offending values.
+
+    Booleans are refused although Python counts ``True`` as 1: a ``True`` in a label column is a broken
+    file, not class 1. Integral floats (``2.0``) are accepted; ``inf`` and ``nan`` are not integers.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError(f"column {column!r} must hold integer class indices; found booleans (True/False)")
+    if values.dtype == object:
+        is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in values), dtype=bool, count=len(values))
+        if is_bool.any():
+            examples = ", ".join(repr(v) for v in pd.unique(values[is_bool])[:3].tolist())
+            raise DataError(f"column {column!r} must hold integer class indices; found booleans {examples}")
     numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() | (numeric != np.round(numeric))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(numeric.to_numpy(dtype=np.float64)) | (numeric != np.round(numeric)).to_numpy()
     if bad.any():
-        examples = ", ".join(repr(v) for v in values[bad].unique()[:3].tolist())
+        examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3].tolist())
         raise DataError(f"column {column!r} must hold integer class indices; found non-integer values {examples}")
     labels = numeric.to_numpy(dtype=np.float64).astype(np.int64)
     upper = None if n_classes is None else int(n_classes) - 1
@@ -319,26 +332,38 @@ def validate_gold(df: pd.DataFrame, n_classes: int | None = None) -> pd.DataFram
     return _drop_duplicates(clean, ["task"], "gold labels").reset_index(drop=True)
 
 
-def _read_csv(path: str | PathLike, what: str) -> pd.DataFrame:
+def _read_csv(path: str | PathLike, what: str, id_columns: Sequence[str]) -> pd.DataFrame:
+    """Read a CSV with ``id_columns`` as strings (``007`` is not ``7``) and only empty cells as missing:
+    ``NA`` or ``null`` may be somebody's id."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} file {str(path)!r} is a directory; give the CSV file inside it")
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist")
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype={c: str for c in id_columns}, keep_default_na=False, na_values=[""],
+                           encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise DataError(f"{what} file {str(path)!r} is empty") from None
     except pd.errors.ParserError as err:
         raise DataError(f"{what} file {str(path)!r} is not valid CSV: {err}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{what} file {str(path)!r} is not UTF-8 text (it holds byte 0x{err.object[err.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
+    except PermissionError:
+        raise DataError(f"{what} file {str(path)!r} cannot be read (permission denied)") from None
 
 
 def read_crowd_csv(path: str | PathLike, n_classes: int | None = None) -> pd.DataFrame:
-    """Read and validate a ``task,worker,label`` CSV (see :func:`validate_crowd`)."""
-    return validate_crowd(_read_csv(path, "crowd labels"), n_classes)
+    """Read and validate a ``task,worker,label`` CSV (see :func:`validate_crowd`); ids are read as strings."""
+    return validate_crowd(_read_csv(path, "crowd labels", ("task", "worker")), n_classes)
 
 
 def read_gold_csv(path: str | PathLike, n_classes: int | None = None) -> pd.DataFrame:
-    """Read and validate a ``task,true_label`` CSV (see :func:`validate_gold`)."""
-    return validate_gold(_read_csv(path, "gold labels"), n_classes)
+    """Read and validate a ``task,true_label`` CSV (see :func:`validate_gold`); task ids are read as strings."""
+    return validate_gold(_read_csv(path, "gold labels", ("task",)), n_classes)
 
 
 def write_crowd_csv(df: pd.DataFrame, path: str | PathLike) -> None:
