@@ -20,6 +20,7 @@ from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
 from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
+from simulations.flower_speedups import speed_up_simulation_state
 from strategies.registry import get_strategy
 from strategies.server import make_server_app
 
@@ -37,6 +38,7 @@ def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = de
     """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
+    speed_up_simulation_state()
     gpus = cfg.federation.client_gpus
     run_simulation(
         server_app=make_server_app(cfg, run),

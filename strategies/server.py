@@ -66,6 +66,8 @@ def run_federation(grid: Grid, cfg: ExperimentConfig, run: RunDir) -> None:
         run.log("test_acc", acc, round=server_round, queries=outcome.queries)
         for name, value in sorted(outcome.server_metrics.items()):
             run.log(name, value, round=server_round, queries=outcome.queries)
+        run.log("bytes_down", outcome.bytes_down, round=server_round)
+        run.log("bytes_up", outcome.bytes_up, round=server_round)
         run.log("round_seconds", time.perf_counter() - start, round=server_round)
         memory = tree_rss_bytes()
         if memory is not None:

@@ -45,9 +45,11 @@ class AnswerCombiner:
         self.aggregator = None if averaging else build_aggregator(method, n_classes, seed=seed)
         self.tasks_seen = 0
         self.class_weights: dict[int, torch.Tensor] = {}
+        self.label_counts: dict[int, list[int]] = {}
 
     def set_label_counts(self, counts: dict[int, list[int]]) -> None:
         """The clients' label histograms (partition id -> count per class), for ``class_aware``."""
+        self.label_counts = dict(counts)
         table = torch.tensor([counts[pid] for pid in sorted(counts)], dtype=torch.float32)
         shares = table / table.sum(dim=0, keepdim=True).clamp_min(1.0)
         self.class_weights = {pid: shares[i] for i, pid in enumerate(sorted(counts))}
