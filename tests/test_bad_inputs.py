@@ -114,10 +114,7 @@ CASES = {
     "threads-zero": Case(aggregate("--threads", "0"), "--threads must be in 1..", {"labels.csv": GOOD}),
     "unknown-method": Case(aggregate("--method", "magic"), "unknown aggregator 'magic'", {"labels.csv": GOOD}),
     # --- fedkd run: --out and --resume --------------------------------------------------------------------
-    "run-out-is-a-file": Case(["run", CROWD_FEDAVG, "--out", "{d}/results.csv"], "is a file, not a run directory",
-                              {"results.csv": "a,b\n1,2\n"}),
-    "run-out-under-a-file": Case(["run", CROWD_FEDAVG, "--out", "{d}/results.csv/run"],
-                                 "cannot be used as a run directory", {"results.csv": "a,b\n1,2\n"}),
+    # (--out a file, or under a file: tests/test_bad_runs.py)
     "run-out-holds-a-run": Case(["run", CROWD_FEDAVG, "--out", "{d}/run"], "already holds a run",
                                 setup=existing_run),
     "resume-changed-config": Case(["run", CROWD_FEDAVG, "--out", "{d}/run", "--resume", "--set",
