@@ -86,6 +86,7 @@ class RunDir:
         if resume:
             if not (path / "config.toml").is_file():
                 raise ConfigError(f"--resume: {str(path)!r} holds no run (no config.toml); start it without --resume")
+            run._check_same_config()  # read-only: a refused resume leaves the directory as it was
             run._acquire()
             try:
                 run._reopen()
@@ -114,13 +115,15 @@ class RunDir:
         (self.path / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
         _write_metrics(self.metrics_path, [])
 
-    def _reopen(self) -> None:
+    def _check_same_config(self) -> None:
         saved = load_config(self.path / "config.toml")
         if saved.to_dict() != self.cfg.to_dict():
             changed = sorted(k for k, v in self.cfg.flat().items() if saved.flat().get(k) != v)
             raise ConfigError(
                 f"--resume: the config differs from the one {str(self.path)!r} was started with, at {changed}"
             )
+
+    def _reopen(self) -> None:
         rows = _read_metrics(self.metrics_path) if self.metrics_path.exists() else []
         had_checkpoints = any(self.checkpoint_dir.glob("ckpt-*.json"))
         checkpoint = self.load_checkpoint()

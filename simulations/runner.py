@@ -43,11 +43,9 @@ class _UnactionableFlowerWarnings(logging.Filter):
       line per round itself, with the test accuracy, and a failed reply is a WARNING, which still shows.
     - ``run_simulation`` is deprecated in favour of ``flwr run``, but it is the only Flower API that gives a
       client a fraction of a CPU, which a 2-core machine needs; ``flwr run`` is documented separately.
-    - Flower's FedAvg warns that ``fraction_evaluate = 0`` skips federated evaluation: fedkd evaluates the
-      global model on the server's test split every round by design, so the warning describes no problem.
     """
 
-    DROPPED = ("DEPRECATED FEATURE: The `run_simulation` function", "fraction_evaluate is set to 0.0")
+    DROPPED = ("DEPRECATED FEATURE: The `run_simulation` function",)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -59,15 +59,9 @@ class FedAvg(FederatedStrategy):
                 f"federation.strategy = {cfg.federation.strategy!r} averages weights, so all clients need one model; "
                 f"client.architectures = {list(cfg.client.architectures)} is for data-free strategies"
             )
-        fed = cfg.federation
-        self.flower = self.flower_class(
-            fraction_train=fed.fraction_train,
-            fraction_evaluate=0.0,
-            min_train_nodes=1,
-            min_available_nodes=fed.num_clients,
-            weighted_by_key=NUM_EXAMPLES,
-            arrayrecord_key=ARRAYS,
-        )
+        # Only aggregate_train is used: fedkd samples the clients itself and evaluates on the server, so Flower's
+        # sampling and evaluation settings stay at their defaults (a 0 fraction_evaluate would only print a warning).
+        self.flower = self.flower_class(weighted_by_key=NUM_EXAMPLES, arrayrecord_key=ARRAYS)
         self.link: FlowerLink | None = None
 
     def run_round(self, grid: Grid, server_round: int, weights: dict[str, torch.Tensor]) -> RoundOutcome:
