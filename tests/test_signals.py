@@ -1,6 +1,7 @@
-"""Real signals to a real black-box ``fedkd run``: it stops within seconds, leaves its directory at the last
-complete checkpoint, exits 128 + the signal, and ``--resume`` ends with the uninterrupted run's metrics.
-(The federated run's Ctrl-C test is in ``test_federation.py``, where it shares the uninterrupted run.)"""
+"""Real signals to a real black-box and a real generative ``fedkd run``: each stops within seconds, leaves its
+directory at the last complete checkpoint, exits 128 + the signal, and ``--resume`` ends with the uninterrupted run's
+metrics. (The federated run's Ctrl-C test is in ``test_federation.py``, where it shares the uninterrupted run.)
+The generative run gets Ctrl-C after its first student's phase."""
 
 from __future__ import annotations
 
@@ -38,3 +39,24 @@ def test_sigterm_stops_a_blackbox_run_and_resume_ends_as_if_uninterrupted(tmp_pa
     resumed = fedkd.run(config, overrides=BLACKBOX, out=out, resume=True)
     uninterrupted = fedkd.run(config, overrides=BLACKBOX, out=tmp_path / "uninterrupted")
     pd.testing.assert_frame_equal(without_timing(resumed.metrics), without_timing(uninterrupted.metrics))
+
+
+def test_ctrl_c_stops_a_generative_run_and_resume_ends_as_if_uninterrupted(tmp_path: Path) -> None:
+    """Dark-knowledge distillation, Ctrl-C (SIGINT to the process group) after its first student's phase."""
+    config = ROOT / "simulations" / "dark_knowledge.toml"
+    overrides = {"distill.steps": 150, "eval.samples": 40, "eval.log_every": 50}
+    out = tmp_path / "run"
+    proc = start_run(config, overrides, out)
+    wait_for(out / "checkpoints" / "ckpt-00000001.json", proc, timeout=180)  # the teacher's phase, then a student's
+    code, seconds, last_line = stop(proc, os.killpg, signal.SIGINT)
+
+    assert code == 128 + signal.SIGINT and seconds < STOP_SECONDS, (code, seconds, last_line)
+    assert "continue it with --resume" in last_line
+    assert read_metrics(out / "metrics.csv")["round"].max() <= latest_checkpoint(out)  # nothing after it
+    assert not (out / "run.lock").exists()
+
+    generative = ("train_seconds/", "sample_ms_per_image/")
+    resumed = fedkd.run(config, overrides=overrides, out=out, resume=True).metrics
+    uninterrupted = fedkd.run(config, overrides=overrides, out=tmp_path / "uninterrupted").metrics
+    pd.testing.assert_frame_equal(*(m[~m["metric"].str.startswith(generative)].reset_index(drop=True)
+                                    for m in (resumed, uninterrupted)))
