@@ -103,7 +103,7 @@ def summarise(curves: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
             "student_steps_per_second": speed["student_steps_per_second"].mean(),
             "share_teacher": speed["share_teacher"].mean(), "share_generator": speed["share_generator"].mean(),
             "share_student": speed["share_student"].mean(), "wall_seconds": speed["wall_seconds"].mean(),
-            "seconds_steer": speed["seconds_steer"].mean(), "seconds_offline": speed["seconds_offline"].mean(),
+            "seconds_steer": speed["seconds_steer"].mean(), "seconds_store": speed["seconds_store"].mean(),
             "queries_spent": speed["queries"].mean(),
         })
     return pd.DataFrame(rows)
@@ -198,7 +198,7 @@ def cost_table(summary: pd.DataFrame) -> str:
              "| of which steer s | student s (online + offline) |", "|---|---|---|---|---|---|---|---|"]
     for row in summary.itertuples():
         wall = row.wall_seconds
-        offline = 0.0 if np.isnan(row.seconds_offline) else row.seconds_offline
+        offline = 0.0 if np.isnan(row.seconds_store) else row.seconds_store
         steer = "—" if np.isnan(row.seconds_steer) else f"{row.seconds_steer:,.0f}"
         spent = row.budget if np.isnan(row.queries_spent) else row.queries_spent
         lines.append(f"| {row.dataset} | {row.method} | {spent:,.0f} | {wall:,.0f} | {wall * row.share_teacher:,.0f} "
@@ -219,7 +219,6 @@ def reuse(new: pd.DataFrame, earlier: Path) -> pd.DataFrame:
 
 def sample_grid(runs: Path, dataset: str, mode: str, seed: int, budget: int, path: Path, n: int = 64) -> None:
     """The last ``n`` queries of the steered and of the plain AEDM run side by side, as the teacher saw them."""
-    import tomllib
 
     import matplotlib
 
@@ -227,16 +226,15 @@ def sample_grid(runs: Path, dataset: str, mode: str, seed: int, budget: int, pat
     import matplotlib.pyplot as plt
     from safetensors.torch import load_file
 
-    from fedkd.distill.aedm import frame_images
+    from fedkd.payload import decode_images
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
     side = int(np.sqrt(n))
     for ax, method in zip(axes, ("aedm", "aedm-plain"), strict=True):
         run = runs / f"{dataset}-{method}-{mode}-b{budget}-s{seed}"
         tensors = load_file(str(sorted((run / "checkpoints").glob("ckpt-*.safetensors"))[-1]))
-        small = next(v for k, v in tensors.items() if k.endswith("memory_x"))[-side * side:]
-        box = tomllib.loads((run / "config.toml").read_text())["aedm"]["query_box"]
-        images = frame_images(small, 28, box)
+        stored = {k.rsplit("/", 1)[-1]: v for k, v in tensors.items() if "/store/" in k}
+        images = decode_images(stored["codes"][-side * side:], stored["scales"][-side * side:])
         grid = images.reshape(side, side, 28, 28).permute(0, 2, 1, 3).reshape(side * 28, side * 28)
         ax.imshow(((grid + 1) / 2).clamp(0, 1).numpy(), cmap="gray")
         ax.set(title=f"{'steered' if method == 'aedm' else 'plain prior samples'}: last {side * side} "
@@ -247,7 +245,7 @@ def sample_grid(runs: Path, dataset: str, mode: str, seed: int, budget: int, pat
 
 
 def run_row(metrics: pd.DataFrame, dataset: str, variant: str, seed: int, budget: int) -> dict[str, object]:
-    """One run's speed and time split (loop seconds: teacher, generator, student; AEDM's steer, offline)."""
+    """One run's speed and time split (loop seconds: teacher, generator, student; AEDM's steer, the store stage)."""
     last = metrics.groupby("metric")["value"].last()
     parts = {p: last[f"seconds/{p}"] for p in ("teacher", "generator", "student")}
     total = sum(parts.values())
@@ -255,7 +253,7 @@ def run_row(metrics: pd.DataFrame, dataset: str, variant: str, seed: int, budget
             "queries_per_second": last["queries_per_second"],
             "student_steps_per_second": last["student_steps_per_second"],
             "wall_seconds": total, **{f"share_{p}": v / total for p, v in parts.items()},
-            **{f"seconds_{p}": last.get(f"seconds/{p}", float("nan")) for p in ("steer", "offline")}}
+            **{f"seconds_{p}": last.get(f"seconds/{p}", float("nan")) for p in ("steer", "store")}}
 
 
 def main(argv: list[str] | None = None) -> int:

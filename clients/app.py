@@ -2,8 +2,9 @@
 
 ``train`` takes in the round's label chunk through the node's aggregator (state kept in ``context.state``
 between rounds) and trains either the received global model (FedAvg: the reply carries weights) or the
-node's own model (data-free strategies: the reply carries metrics only). ``query`` answers a batch of
-queries with the node's own model — labels only, or probabilities, as the server asks. All the work is in
+node's own model (data-free strategies: the reply carries metrics only). ``query`` answers a wave of
+queries with the node's own model — labels only, or probabilities, as the server asks, unless the node's own
+policy (node config ``answer-mode = "label"``) allows labels only. All the work is in
 ``fedkd.federation``; this file only moves it through Flower messages.
 """
 
@@ -16,8 +17,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from clients.protocol import (
+    ANSWER_MODE,
     ANSWERS,
     ARRAYS,
+    CODES,
     CONFIG,
     LABEL_COUNTS,
     METRICS,
@@ -25,10 +28,12 @@ from clients.protocol import (
     PARTITION,
     QUERIES,
     QUERY_MODE,
+    SCALE,
     TENSOR,
     read_instruction_config,
 )
 from fedkd.config import ExperimentConfig
+from fedkd.errors import FedkdError
 from fedkd.federation.data import ClientData, client_data
 from fedkd.federation.local import (
     ClientState,
@@ -38,6 +43,7 @@ from fedkd.federation.local import (
     local_train,
     own_model_round,
 )
+from fedkd.payload import compact_answers, decode_images
 
 STATE_KEY = "fedkd-client-state"
 
@@ -64,18 +70,29 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
+    partition_id = int(context.node_config[PARTITION])
+    reply = RecordDict({METRICS: MetricRecord({PARTITION: partition_id})})
+    if QUERIES not in msg.content:  # a roll call: the server learns which partition this node holds
+        return Message(content=reply, reply_to=msg)
     cfg, server_round, partition_id, data = _node(msg, context)
-    state = own_model_round(cfg, data, _load_state(context), server_round)
-    _save_state(context, state)
-    x = msg.content[QUERIES].to_torch_state_dict()[TENSOR]
-    answers = answer_queries(cfg, data, state, x, str(msg.content[CONFIG][QUERY_MODE]))
-    reply = RecordDict(
-        {
-            ANSWERS: ArrayRecord.from_torch_state_dict({TENSOR: answers}),
-            METRICS: MetricRecord({PARTITION: partition_id}),
-        }
-    )
+    before = _load_state(context)
+    state = own_model_round(cfg, data, before, server_round)
+    if state is not before:
+        _save_state(context, state)
+    queries = msg.content[QUERIES].to_torch_state_dict()
+    x = decode_images(queries[CODES], queries[SCALE])
+    mode = answer_mode(str(msg.content[CONFIG][QUERY_MODE]), str(context.node_config.get(ANSWER_MODE, "")))
+    answers = compact_answers(answer_queries(cfg, data, state, x, mode), data.n_classes)
+    reply[ANSWERS] = ArrayRecord.from_torch_state_dict({TENSOR: answers})
     return Message(content=reply, reply_to=msg)
+
+
+def answer_mode(asked: str, policy: str) -> str:
+    """What the node answers: ``asked``, unless its own policy (node config ``answer-mode = "label"``) allows labels
+    only, which it enforces whatever the server asks."""
+    if policy not in ("", "label", "proba"):
+        raise FedkdError(f"node config {ANSWER_MODE} = {policy!r} is not one of 'label', 'proba'")
+    return "label" if policy == "label" else asked
 
 
 def _node(msg: Message, context: Context) -> tuple[ExperimentConfig, int, int, ClientData]:

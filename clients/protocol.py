@@ -6,8 +6,11 @@ rebuilds its data, labels and model from the config and its ``partition-id``. Ke
 * ``train`` with ``arrays``: train the global weights on the local labels, reply with weights (FedAvg).
 * ``train`` without ``arrays``: train the node's own model, reply with metrics only (data-free strategies:
   weights never leave the node) and ``label-counts``, the histogram of its aggregated labels.
-* ``query``: ``queries`` holds a batch ``x``; the reply's ``answers`` holds class indices (``query-mode`` =
-  ``"label"``) or probabilities (``"proba"``) from the node's own model.
+* ``query``: ``queries`` holds a wave of images as ``uint8`` ``codes`` with their per-image ``scale``
+  (``fedkd.payload``); the reply's ``answers`` holds class indices in the smallest integer type (``query-mode`` =
+  ``"label"``) or ``float16`` probabilities (``"proba"``) from the node's own model. A node whose node config says
+  ``answer-mode = "label"`` answers labels whatever the server asks. A ``query`` without ``queries`` is a roll
+  call: the reply carries only the node's ``partition-id``, so the server can address partitions.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ QUERIES = "queries"
 ANSWERS = "answers"
 QUERY_MODE = "query-mode"
 TENSOR = "x"
+CODES = "codes"
+SCALE = "scale"
+ANSWER_MODE = "answer-mode"
 LABEL_COUNTS = "label-counts"
 
 

@@ -37,10 +37,13 @@ class RunSection:
     device: str = "cpu"
 
     def validate(self) -> None:
+        from fedkd.devices import check_device_name
+
         if not self.kind:
             raise ConfigError('run.kind is missing: name the experiment kind, e.g. kind = "federated"')
         if self.seed < 0:
             raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
+        check_device_name(self.device)
 
 
 @dataclass
@@ -61,11 +64,16 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ExperimentKind:
-    """A kind of experiment: the config sections it reads and the function that runs it."""
+    """A kind of experiment: the config sections it reads and the function that runs it.
+
+    ``check``, if given, runs every check that needs more than the config itself (data, models, saved
+    artifacts) before the run directory is written or any process is launched, so a bad input costs seconds.
+    """
 
     sections: Mapping[str, type]
     run: Callable[[ExperimentConfig, RunDir], None]
     description: str = ""
+    check: Callable[[ExperimentConfig], None] | None = None
 
 
 @dataclass

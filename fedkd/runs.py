@@ -5,34 +5,53 @@ records versions, git commit, seed and host, ``DIR/metrics.csv`` is a tidy long 
 as the run goes (so a crash loses nothing already measured), and ``DIR/checkpoints/`` holds safetensors
 checkpoints. A checkpoint is written tensors first and its JSON sidecar last, so a sidecar marks a
 complete checkpoint; resuming rolls ``metrics.csv`` back to the rows the last complete checkpoint had seen,
-and a resumed run therefore ends with the same table as an uninterrupted one.
+and a resumed run therefore ends with the same table as an uninterrupted one. A checkpoint that no longer
+reads (a truncated file) is set aside as ``*.corrupt`` with a warning, and the newest intact one is used.
+
+A run directory has one owner: ``DIR/run.lock`` names the process that writes it (pid, host, start time),
+so a second process cannot write a run that a live one holds; the lock of a process that is gone is taken
+over. Used as a context manager (what ``fedkd.run`` does), a ``RunDir`` releases its lock at the end; on a
+signal (``fedkd.stopping``) it refuses further writes and leaves ``metrics.csv`` at the last complete
+checkpoint; and a fresh run that fails before it measured anything removes what it created, so the same
+``--out`` can be retried.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import platform
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pandas as pd
 import tomli_w
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from fedkd.config import ExperimentConfig, load_config
 from fedkd.errors import ConfigError
+from fedkd.progress import EvaluationLines
+from fedkd.stopping import RunInterrupted, check_stop, critical, interruption
 
 METRIC_COLUMNS = ("round", "step", "queries", "client", "metric", "value")
 TIMING_METRICS = ("round_seconds", "memory_mib")  # vary run to run; compare everything else
 KEEP_CHECKPOINTS = 2
+LOCK_FILE = "run.lock"
+log = logging.getLogger("fedkd")
 _PACKAGES = ("fedkd", "torch", "numpy", "pandas", "flwr", "ray", "diffusers", "scikit-learn", "safetensors")
 
 
@@ -52,44 +71,150 @@ class RunDir:
         self.cfg = cfg
         self.metrics_path = path / "metrics.csv"
         self.checkpoint_dir = path / "checkpoints"
+        self.lock_path = path / LOCK_FILE
+        self._write_lock = threading.Lock()
+        self._created: list[Path] = []  # what a fresh open made, removed again if the start fails
+        self.lines = EvaluationLines()
 
     @classmethod
     def open(cls, path: str | Path, cfg: ExperimentConfig, *, resume: bool = False) -> RunDir:
         """Create a fresh run directory, or reopen one for ``resume`` after checking its config matches."""
         path = Path(path)
         run = cls(path, cfg)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--out {str(path)!r} is a file, not a directory; choose another --out")
         if resume:
-            run._reopen()
+            if not (path / "config.toml").is_file():
+                raise ConfigError(f"--resume: {str(path)!r} holds no run (no config.toml); start it without --resume")
+            run._check_same_config()  # read-only: a refused resume leaves the directory as it was
+            run._acquire()
+            try:
+                run._reopen()
+            except BaseException:
+                run._release()
+                raise
         else:
             if run.metrics_path.exists():
                 raise ConfigError(
                     f"run directory {str(path)!r} already holds a run; "
                     "pass --resume to continue it or choose another --out"
                 )
-            path.mkdir(parents=True, exist_ok=True)
-            (path / "config.toml").write_text(tomli_w.dumps(cfg.to_dict()))
-            _write_metrics(run.metrics_path, [])
+            run._create()
         _write_json(path / "manifest.json", _manifest(cfg, resumed=resume))
         return run
 
-    def _reopen(self) -> None:
-        config_path = self.path / "config.toml"
-        if not config_path.is_file():
-            raise ConfigError(f"--resume: {str(self.path)!r} holds no run (no config.toml); start it without --resume")
-        saved = load_config(config_path)
+    def _create(self) -> None:
+        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--out {str(self.path)!r} cannot be created: {err.strerror}") from None
+        self._created = sorted(missing, key=lambda p: len(p.parts))
+        self._acquire()
+        self._created += [self.lock_path, self.path / "config.toml", self.metrics_path, self.path / "manifest.json"]
+        (self.path / "config.toml").write_text(tomli_w.dumps(self.cfg.to_dict()))
+        _write_metrics(self.metrics_path, [])
+
+    def _check_same_config(self) -> None:
+        saved = load_config(self.path / "config.toml")
         if saved.to_dict() != self.cfg.to_dict():
             changed = sorted(k for k, v in self.cfg.flat().items() if saved.flat().get(k) != v)
             raise ConfigError(
                 f"--resume: the config differs from the one {str(self.path)!r} was started with, at {changed}"
             )
-        latest = self._latest_sidecar()
+
+    def _reopen(self) -> None:
         rows = _read_metrics(self.metrics_path) if self.metrics_path.exists() else []
-        if latest is None:
+        had_checkpoints = any(self.checkpoint_dir.glob("ckpt-*.json"))
+        checkpoint = self.load_checkpoint()
+        if checkpoint is None and (rows or had_checkpoints):
+            why = "none of its checkpoints is intact" if had_checkpoints else "it holds no checkpoint"
+            raise ConfigError(
+                f"--resume: {str(self.path)!r} cannot be resumed: {why}, so its {len(rows)} metric rows would be "
+                "lost; start it again with another --out"
+            )
+        self._roll_back(checkpoint)
+
+    def _roll_back(self, checkpoint: Checkpoint | None) -> None:
+        """Drop the rows measured after ``checkpoint`` (all of them without one)."""
+        rows = _read_metrics(self.metrics_path) if self.metrics_path.exists() else []
+        if checkpoint is None:
             rows = []
         else:
-            meta = json.loads(latest.read_text())
-            rows = [r for r in rows if _seen_by(r, meta.get("round"), meta.get("step"))]
+            rows = [r for r in rows if _seen_by(r, checkpoint.round, checkpoint.step)]
         _write_metrics(self.metrics_path, rows)
+
+    # --- ownership ------------------------------------------------------------------------------
+
+    def _acquire(self) -> None:
+        """Take ``run.lock``, or fail naming the live process that holds it (a dead holder's lock is taken over)."""
+        mine = _lock_record(os.getpid())
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = _read_lock(self.lock_path)
+                if holder == mine:
+                    return
+                if holder is not None and _holds(holder):
+                    raise ConfigError(
+                        f"run directory {str(self.path)!r} is being written by process {holder['pid']} on "
+                        f"{holder['host']}; stop it first, or choose another --out"
+                    ) from None
+                self.lock_path.unlink(missing_ok=True)  # its writer is gone: take the run over
+                continue
+            with os.fdopen(fd, "w") as fh:
+                json.dump(mine, fh)
+            return
+        raise ConfigError(f"run directory {str(self.path)!r}: another process took {LOCK_FILE} at the same moment")
+
+    def _release(self) -> None:
+        if _read_lock(self.lock_path) == _lock_record(os.getpid()):
+            self.lock_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Release the run; on an interruption leave it at its last complete checkpoint; undo a failed fresh start."""
+        try:
+            stopped = interruption(exc) if exc is not None else None
+            if stopped is not None:
+                with self._write_lock:  # waits for a write in flight in another thread; later ones are refused
+                    checkpoint = self.load_checkpoint()
+                    self._roll_back(checkpoint)
+                where = "no checkpoint yet" if checkpoint is None else _describe(checkpoint)
+                raise RunInterrupted(
+                    stopped.signum, f"{self.path} is left at its last complete checkpoint ({where}); "
+                    f"continue it with --resume"
+                ) from None
+            if exc is not None and self._created and self._measured_nothing():
+                self._remove_created()
+        finally:
+            self._release()
+
+    def _measured_nothing(self) -> bool:
+        rows = _read_metrics(self.metrics_path) if self.metrics_path.exists() else []
+        return not rows and not any(self.checkpoint_dir.glob("ckpt-*"))
+
+    def _remove_created(self) -> None:
+        for path in reversed(self._created):
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write at a time, none once a stop was requested, none cut in two by a signal."""
+        with self._write_lock, critical():
+            check_stop()
+            yield
 
     def log(
         self,
@@ -103,8 +228,10 @@ class RunDir:
     ) -> None:
         """Append one measurement to ``metrics.csv`` now (flushed, so it survives a crash)."""
         row = [_cell(round), _cell(step), _cell(queries), _cell(client), metric, repr(float(value))]
-        with self.metrics_path.open("a", newline="") as fh:
+        with self._writing(), self.metrics_path.open("a", newline="") as fh:
             csv.writer(fh).writerow(row)
+        if metric == "test_acc" and client is None:
+            self.lines.evaluation(value, round=round, step=step, queries=queries)
 
     def metrics(self) -> pd.DataFrame:
         return read_metrics(self.metrics_path)
@@ -120,29 +247,40 @@ class RunDir:
         """Write a checkpoint atomically: tensors as safetensors, then the JSON sidecar that marks it complete."""
         if round is None and step is None:
             raise ValueError("a checkpoint needs round= or step= to know which metrics it covers")
-        self.checkpoint_dir.mkdir(exist_ok=True)
-        key = round if round is not None else step
-        stem = self.checkpoint_dir / f"ckpt-{key:08d}"
-        tmp = stem.with_suffix(".safetensors.tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, stem.with_suffix(".safetensors"))
-        _write_json(stem.with_suffix(".json"), {"round": round, "step": step, "state": state, "time": time.time()})
-        for old in sorted(self.checkpoint_dir.glob("ckpt-*.json"))[:-KEEP_CHECKPOINTS]:
-            old.unlink()
-            old.with_suffix(".safetensors").unlink(missing_ok=True)
+        with self._writing():
+            self.checkpoint_dir.mkdir(exist_ok=True)
+            key = round if round is not None else step
+            stem = self.checkpoint_dir / f"ckpt-{key:08d}"
+            tmp = stem.with_suffix(".safetensors.tmp")
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+            os.replace(tmp, stem.with_suffix(".safetensors"))
+            _write_json(stem.with_suffix(".json"), {"round": round, "step": step, "state": state, "time": time.time()})
+            for old in sorted(self.checkpoint_dir.glob("ckpt-*.json"))[:-KEEP_CHECKPOINTS]:
+                old.unlink()
+                old.with_suffix(".safetensors").unlink(missing_ok=True)
 
     def load_checkpoint(self) -> Checkpoint | None:
-        """The latest complete checkpoint, or None for a fresh run."""
-        sidecar = self._latest_sidecar()
-        if sidecar is None:
-            return None
-        meta = json.loads(sidecar.read_text())
-        tensors = load_file(str(sidecar.with_suffix(".safetensors")))
-        return Checkpoint(tensors=tensors, state=meta["state"], round=meta["round"], step=meta["step"])
+        """The newest intact checkpoint, or None for a fresh run.
 
-    def _latest_sidecar(self) -> Path | None:
-        sidecars = sorted(self.checkpoint_dir.glob("ckpt-*.json"))
-        return sidecars[-1] if sidecars else None
+        A checkpoint that does not read back (a truncated or garbled file) is renamed ``*.corrupt`` with a
+        one-line warning, and the next older one is tried.
+        """
+        for sidecar in sorted(self.checkpoint_dir.glob("ckpt-*.json"), reverse=True):
+            weights = sidecar.with_suffix(".safetensors")
+            try:
+                meta = json.loads(sidecar.read_text())
+                checkpoint = Checkpoint(tensors=load_file(str(weights)), state=meta["state"],
+                                        round=meta["round"], step=meta["step"])
+            except (OSError, ValueError, KeyError, TypeError, SafetensorError) as err:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+                log.warning("checkpoint %s does not read (%s); set aside as .corrupt, using an older one",
+                            sidecar.with_suffix(""), reason)
+                for part in (sidecar, weights):
+                    if part.exists():
+                        os.replace(part, part.with_name(part.name + ".corrupt"))
+                continue
+            return checkpoint
+        return None
 
 
 @dataclass(frozen=True)
@@ -175,6 +313,44 @@ def _seen_by(row: list[str], round: int | None, step: int | None) -> bool:
     if step is not None and row[1] != "" and int(row[1]) > step:
         return False
     return True
+
+
+def _describe(checkpoint: Checkpoint) -> str:
+    return f"round {checkpoint.round}" if checkpoint.round is not None else f"step {checkpoint.step}"
+
+
+def _lock_record(pid: int) -> dict[str, Any]:
+    return {"pid": pid, "host": socket.gethostname(), "started": _process_start(pid)}
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # unreadable or half-written: nobody can be shown to hold it
+    return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else None
+
+
+def _holds(holder: dict[str, Any]) -> bool:
+    """Whether the process a lock names still runs (a lock from another host is assumed live)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    started = _process_start(holder["pid"])
+    return started is None or holder.get("started") in (None, started)  # a reused pid started later
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell a reused pid apart."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _cell(value: Any) -> str:

@@ -7,7 +7,9 @@ SuperLink with SuperNodes (see the README).
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
@@ -18,17 +20,55 @@ from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.loop import DistillConfig
 from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
-from fedkd.federation.data import client_partitions
+from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
+from simulations.flower_speedups import speed_up_simulation_state
+from strategies.registry import get_strategy
 from strategies.server import make_server_app
+
+
+def check_federated(cfg: ExperimentConfig) -> None:
+    """What the server would find wrong after Ray's start-up, found before it: the data and its partition, the
+    strategy's settings, and the global model with whatever it needs (a generator for the image size, a prior)."""
+    client_partitions(cfg)
+    _, test = train_test(cfg)
+    strategy = get_strategy(cfg.federation.strategy)(cfg)
+    strategy.build_global_model((test.channels, test.image_size, test.image_size), test.n_classes)
+
+
+class _UnactionableFlowerWarnings(logging.Filter):
+    """Drops the Flower records a fedkd user can do nothing about; every other warning and error passes.
+
+    - Flower's INFO lines (nodes sampled and replies received at every step of every round): fedkd prints one
+      line per round itself, with the test accuracy, and a failed reply is a WARNING, which still shows.
+    - ``run_simulation`` is deprecated in favour of ``flwr run``, but it is the only Flower API that gives a
+      client a fraction of a CPU, which a 2-core machine needs; ``flwr run`` is documented separately.
+    """
+
+    DROPPED = ("DEPRECATED FEATURE: The `run_simulation` function",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return record.levelno >= logging.WARNING and not any(text in message for text in self.DROPPED)
 
 
 def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = default_client_app) -> None:
     """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
-    client_partitions(cfg)  # load and split the data now: a bad dataset or partition fails before Ray starts
+    flower_log = logging.getLogger("flwr")
+    if not any(isinstance(f, _UnactionableFlowerWarnings) for f in flower_log.filters):
+        flower_log.addFilter(_UnactionableFlowerWarnings())
+    speed_up_simulation_state()
     gpus = cfg.federation.client_gpus
+    with warnings.catch_warnings():
+        # Ray announces that a future version will stop hiding GPUs from actors given num_gpus=0. fedkd sets
+        # federation.client_gpus for every actor, so the change cannot affect a run: nothing to act on.
+        warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
+        _simulate(cfg, run, client_app, gpus)
+
+
+def _simulate(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp, gpus: float) -> None:
     run_simulation(
         server_app=make_server_app(cfg, run),
         client_app=client_app,
@@ -64,5 +104,6 @@ EXPERIMENT = ExperimentKind(
         "aedm": AEDMConfig,
     },
     run=run_federated,
+    check=check_federated,
     description="federated training on noisy crowd labels (Flower simulation, Ray backend)",
 )

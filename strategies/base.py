@@ -8,7 +8,6 @@ what its round sends, what it receives and how it combines the answers.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,18 +15,9 @@ from flwr.serverapp import Grid
 
 from fedkd.config import ExperimentConfig
 from fedkd.federation.local import build_model
+from fedkd.federation.rounds import RoundOutcome
 
-
-@dataclass
-class RoundOutcome:
-    """A round's result: new global weights, per-client metrics (partition id -> name -> value), server metrics,
-    cumulative queries (for query-based strategies) and why clients that dropped out failed."""
-
-    weights: dict[str, torch.Tensor]
-    client_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
-    server_metrics: dict[str, float] = field(default_factory=dict)
-    queries: int | None = None
-    failures: list[str] = field(default_factory=list)
+__all__ = ["FederatedStrategy", "RoundOutcome"]
 
 
 class FederatedStrategy(ABC):

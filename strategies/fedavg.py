@@ -1,6 +1,7 @@
 """FedAvg: the reference strategy, Flower's own ``FedAvg`` driven one round at a time.
 
-Flower's strategy picks the nodes and averages weights by example count; fedkd sorts the replies by
+fedkd samples the round's clients (``fedkd.federation.sampling``, seeded per round) and sends them the global
+weights (``FlowerLink``); Flower's strategy averages the replies by example count. fedkd sorts the replies by
 partition id before averaging, because a float sum depends on its order and Ray returns replies in
 whatever order clients finish — without the sort, two runs with the same seed would differ in the last bits.
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from flwr.app import ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
-from clients.protocol import ARRAYS, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
+from clients.protocol import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
 from fedkd.config import ExperimentConfig
 from fedkd.errors import ConfigError
+from fedkd.federation.rounds import nbytes
+from fedkd.federation.sampling import sampled_partitions
 from strategies.base import FederatedStrategy, RoundOutcome
-from strategies.messaging import reply_metrics
+from strategies.messaging import FlowerLink, reply_metrics
 
 
 class OrderedReplies:
@@ -56,30 +59,26 @@ class FedAvg(FederatedStrategy):
                 f"federation.strategy = {cfg.federation.strategy!r} averages weights, so all clients need one model; "
                 f"client.architectures = {list(cfg.client.architectures)} is for data-free strategies"
             )
-        fed = cfg.federation
-        self.flower = self.flower_class(
-            fraction_train=fed.fraction_train,
-            fraction_evaluate=0.0,
-            min_train_nodes=1,
-            min_available_nodes=fed.num_clients,
-            weighted_by_key=NUM_EXAMPLES,
-            arrayrecord_key=ARRAYS,
-        )
+        # Only aggregate_train is used: fedkd samples the clients itself and evaluates on the server, so Flower's
+        # sampling and evaluation settings stay at their defaults (a 0 fraction_evaluate would only print a warning).
+        self.flower = self.flower_class(weighted_by_key=NUM_EXAMPLES, arrayrecord_key=ARRAYS)
+        self.link: FlowerLink | None = None
 
     def run_round(self, grid: Grid, server_round: int, weights: dict[str, torch.Tensor]) -> RoundOutcome:
+        if self.link is None or self.link.grid is not grid:
+            self.link = FlowerLink(grid, self.cfg)
+        self.link.start_round()
         arrays = ArrayRecord.from_torch_state_dict(weights)
-        config = instruction_config(self.cfg, server_round)
-        messages = list(self.flower.configure_train(server_round, arrays, config, grid))
-        timeout = self.cfg.federation.round_timeout
-        replies = list(grid.send_and_receive(messages, timeout=timeout))
-        aggregated, _ = self.flower.aggregate_train(server_round, replies)
-        client_metrics = {
-            int(m.content[METRICS][PARTITION]): reply_metrics(m)
-            for m in sorted(replies, key=_reply_order)
-            if m.has_content()
-        }
-        new_weights = aggregated.to_torch_state_dict() if aggregated is not None else weights
-        failures = [f"node {m.metadata.src_node_id}: {m.error.reason}" for m in replies if m.has_error()]
-        if len(replies) < len(messages):
-            failures.append(f"{len(messages) - len(replies)} node(s) sent no reply within {timeout:.0f} s")
-        return RoundOutcome(weights=new_weights, client_metrics=client_metrics, failures=failures)
+        content = RecordDict({ARRAYS: arrays, CONFIG: instruction_config(self.cfg, server_round)})
+        size = nbytes(*weights.values())
+        replies = self.link.send(MessageType.TRAIN, sampled_partitions(self.cfg, server_round), lambda pid: content,
+                                 lambda pid: size)
+        self.link.traffic.bytes_up += size * len(replies)
+        aggregated, _ = self.flower.aggregate_train(server_round, list(replies.values()))
+        return RoundOutcome(
+            weights=aggregated.to_torch_state_dict() if aggregated is not None else weights,
+            client_metrics={pid: reply_metrics(msg) for pid, msg in replies.items()},
+            failures=self.link.traffic.failures,
+            bytes_down=self.link.traffic.bytes_down,
+            bytes_up=self.link.traffic.bytes_up,
+        )

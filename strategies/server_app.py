@@ -42,4 +42,5 @@ def main(grid: Grid, context: Context) -> None:
         experiment_path(str(rc.get("experiment", "quickstart"))), shlex.split(str(rc.get("overrides", "")))
     )
     out = str(rc.get("out", "")) or default_out(cfg)
-    run_federation(grid, cfg, RunDir.open(Path(out).resolve(), cfg, resume=bool(rc.get("resume", False))))
+    with RunDir.open(Path(out).resolve(), cfg, resume=bool(rc.get("resume", False))) as run:
+        run_federation(grid, cfg, run)

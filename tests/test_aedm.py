@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import fedkd.distill.aedm
-from fedkd.distill.aedm import AEDM, AEDMConfig, frame_images, load_aedm_prior, random_affine
+from fedkd.distill.aedm import AEDM, AEDMConfig, frame_images, load_aedm_prior
 from fedkd.distill.experiment import evaluate_student, resolve_teacher_path
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.distill.losses import prediction_entropy
+from fedkd.distill.store import random_affine
 from fedkd.errors import ConfigError
 from fedkd.models import build_classifier
 from fedkd.models.diffusion import resize_images
@@ -101,7 +102,7 @@ def test_augmentation_keeps_the_range_and_the_identity_is_exact() -> None:
     torch.testing.assert_close(random_affine(x, 0.0, 0.0, 0.0, torch.Generator()), x, atol=1e-5, rtol=0)
 
 
-def distil(teacher, prior, steer: bool, budget: int, seed: int) -> tuple[float, int, AEDM]:
+def distil(teacher, prior, steer: bool, budget: int, seed: int) -> tuple[float, int, BlackBoxDistiller]:
     """Test accuracy of a LeNet-5 student after an AEDM run of ``budget`` label queries, the queries used."""
     train, test = teacher_splits(teacher.info)
     x_test, y_test = test.tensors()
@@ -109,9 +110,11 @@ def distil(teacher, prior, steer: bool, budget: int, seed: int) -> tuple[float, 
     student = build_classifier("lenet5", 1, 28, 10)
     oracle = ModelOracle(teacher.model, mode="label", budget=budget)
     aedm = AEDM(AEDMConfig(steer=steer, offline_epochs=15, **FAST), prior, 28, seed=seed)
-    BlackBoxDistiller(student, oracle, aedm, DistillConfig(method="aedm", batch_size=64, student_steps=0)).run()
+    distiller = BlackBoxDistiller(student, oracle, aedm, DistillConfig(method="aedm", batch_size=64, student_steps=0),
+                                  seed=seed)
+    distiller.run()
     teacher_labels = predict_logits(teacher.model, x_test).argmax(1)
-    return evaluate_student(student, x_test, y_test, teacher_labels)["test_acc"], oracle.used, aedm
+    return evaluate_student(student, x_test, y_test, teacher_labels)["test_acc"], oracle.used, distiller
 
 
 def test_steered_queries_beat_plain_prior_samples_at_equal_queries(teacher, prior) -> None:
@@ -121,9 +124,9 @@ def test_steered_queries_beat_plain_prior_samples_at_equal_queries(teacher, prio
     """
     gains = []
     for seed in range(3):
-        steered_acc, steered_used, aedm = distil(teacher, prior, steer=True, budget=1000, seed=seed)
+        steered_acc, steered_used, distiller = distil(teacher, prior, steer=True, budget=1000, seed=seed)
         plain_acc, plain_used, _ = distil(teacher, prior, steer=False, budget=1000, seed=seed)
-        assert steered_used == plain_used == 960 == len(aedm)  # 15 whole batches of 64; 40 queries left unspent
-        assert aedm.offline_done
+        assert steered_used == plain_used == 960 == len(distiller.store)  # 15 batches of 64; 40 queries unspent
+        assert distiller.finished
         gains.append(steered_acc - plain_acc)
     assert sum(gains) / len(gains) > 0.01, gains

@@ -44,7 +44,8 @@ def test_chunked_labels_are_the_ones_emitted_on_arrival(tmp_path, capsys):
                  "--chunk-size", "300", "--out", str(out)]) == 0
     ds = DawidSkene(2)
     expected = pd.concat([ds.partial_fit(c).predict(c) for c in chunk_tasks(labels, chunk_size=300)])
-    assert pd.read_csv(out).set_index("task")["label"].equals(expected.rename("label"))
+    written = pd.read_csv(out, dtype={"task": str}).set_index("task")["label"]
+    assert written.equals(expected.rename("label"))
 
 
 def test_offline_without_chunk_size(tmp_path, capsys):
@@ -60,7 +61,7 @@ def test_offline_without_chunk_size(tmp_path, capsys):
         ("task,worker\n1,2\n", [], "missing column(s) label"),
         ("task,worker,label\n1,2,7\n", [], "outside the allowed range (in 0..1): 7"),
         ("task,worker,label\n1,2,1\n", ["--method", "magic"], "unknown aggregator 'magic'"),
-        ("task,worker,label\n1,2,1\n", ["--chunk-size", "0"], "--chunk-size must be >= 1"),
+        ("task,worker,label\n1,2,1\n", ["--chunk-size", "0"], "--chunk-size must be an integer in 1.."),
     ],
 )
 def test_user_errors_exit_2_with_one_line(content, extra, message, tmp_path, capsys):

@@ -164,9 +164,52 @@ def test_bila_options_are_checked():
 def test_benchmark_runs_on_a_small_subset(tmp_path):
     from benchmarks.crowd_aggregation import main
 
-    main(["--sets", "bluebird", "--seeds", "1", "--synthetic-tasks", "300", "--out", str(tmp_path)])
+    main(["--sets", "bluebird", "--regimes", "ten_class_small", "--regime-draws", "1", "--seeds", "1",
+          "--synthetic-tasks", "300", "--no-crowdkit", "--large-workers", "300", "--out", str(tmp_path)])
     runs = pd.read_csv(tmp_path / "crowd_aggregation.csv")
-    assert {"mv", "ds", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
-    assert set(runs["dataset"]) == {"bluebird", "synthetic"} and runs["accuracy"].between(0, 1).all()
+    assert {"mv", "ds", "bila-offline", "ds-stream", "bila", "bila-nolp"} <= set(runs["method"])
+    assert set(runs["dataset"]) == {"bluebird", "ten_class_small", "synthetic"} and runs["accuracy"].between(0, 1).all()
+    large = pd.read_csv(tmp_path / "crowd_aggregation_large.csv")
+    assert {"mv", "ds-stream", "bila"} == set(large["method"]) and (large["seconds"] > 0).all()
     assert "| bluebird |" in (tmp_path / "crowd_aggregation.md").read_text()
     assert (tmp_path / "crowd_aggregation_curves.png").stat().st_size > 10_000
+
+
+def test_bila_options_name_allowed_values():
+    with pytest.raises(ConfigError, match="shrink_to 'median'.*pooled, one_coin"):
+        BILA(3, shrink_to="median")
+    with pytest.raises(ConfigError, match="shrink_rule 'guess'.*fixed, moments"):
+        BILA(3, shrink_rule="guess")
+    with pytest.raises(ConfigError, match="shrinkage and tol must be >= 0"):
+        BILA(3, shrinkage=-1.0)
+
+
+def test_bila_updates_only_the_workers_of_the_chunk():
+    """Time per chunk stays flat: a chunk moves the state of its own workers and nobody else's."""
+    df, _, _ = _crowd(n_tasks=600, n_workers=12, labels_per_item=3, seed=8)
+    first = df[df["worker"] < 6].copy()
+    second = df[(df["worker"] >= 6) & (df["task"] >= 300)].copy()
+    agg = BILA(3, seed=0).partial_fit(df)
+    before = agg.state_dict()
+    agg.partial_fit(second)
+    after = agg.state_dict()
+    untouched = [agg.workers_.index(w) for w in first["worker"].unique()]
+    for name in ("conf_logits_", "memory_"):
+        np.testing.assert_array_equal(before[name][untouched], after[name][untouched])
+        assert not np.array_equal(before[name], after[name])
+    rows = (np.array(untouched)[:, None] * 3 + np.arange(3)).ravel()
+    np.testing.assert_array_equal(before["embed_"][rows], after["embed_"][rows])
+
+
+def test_bila_shrinkage_keeps_it_at_majority_vote_when_workers_give_few_labels():
+    """Thousands of one-coin workers with a handful of labels each: a full confusion per worker is noise. The
+    shrinkage prior makes BILA a weighted vote there; without it, it falls well below majority vote."""
+    from fedkd.data.crowd_regimes import simulate_regime
+
+    crowd = simulate_regime("many_workers", seed=1)
+    chunks = chunk_tasks(crowd.labels, n_chunks=10)
+    mv = gold_accuracy(MajorityVote(2).fit_predict(crowd.labels), crowd.gold)[0]
+    shrunk = gold_accuracy(pd.concat(predict_online(BILA(2, seed=0), chunks)), crowd.gold)[0]
+    bare = gold_accuracy(pd.concat(predict_online(BILA(2, seed=0, shrinkage=0.0), chunks)), crowd.gold)[0]
+    assert shrunk >= mv - 0.005
+    assert bare < mv - 0.03

@@ -8,6 +8,7 @@ import pytest
 
 from fedkd.data.crowd import (
     CROWD_SETS,
+    MIXED_SHARES,
     NOISE_KINDS,
     chunk_tasks,
     client_annotator_pools,
@@ -38,6 +39,10 @@ def test_confusions_are_row_stochastic_with_the_configured_wrong_rate(kind):
     if kind == "hammer_spammer":  # hammers never err, spammers err 3/4 of the time; 0.3 on average
         assert set(np.round(wrong, 6)) <= {0.0, 0.75}
         assert wrong.mean() == pytest.approx(0.3, abs=0.06)
+    elif kind == "mixed":  # experts 0.075, average workers 0.3, spammers 0.75, adversaries 0.925
+        rates = dict(zip(MIXED_SHARES, [0.075, 0.3, 0.75, 0.925], strict=True))
+        for worker_kind, rate in rates.items():
+            assert np.mean(np.isclose(wrong, rate)) == pytest.approx(MIXED_SHARES[worker_kind], abs=0.06)
     else:
         np.testing.assert_allclose(wrong, 0.3)
 
@@ -148,3 +153,12 @@ def test_every_bundled_set_loads_with_provenance():
 def test_unknown_set_lists_the_available_ones():
     with pytest.raises(DataError, match="unknown crowd set 'cats'.*bluebird.*trec"):
         load_crowd("cats")
+
+
+def test_mixed_pool_has_constant_and_random_spammers_and_neighbour_flipping_adversaries():
+    conf = make_confusions(600, 3, "mixed", 0.3, np.random.default_rng(1))
+    one_hot = np.isclose(conf.max(axis=2), 1.0).all(axis=1)
+    constant = one_hot & (conf.argmax(axis=2) == conf[:, :1].argmax(axis=2)).all(axis=1)
+    random = np.isclose(conf, 1 / 3).all(axis=(1, 2))
+    adversary = np.isclose(conf[:, np.arange(3), (np.arange(3) + 1) % 3], 1 - 0.075).all(axis=1)
+    assert 0.05 < constant.mean() < 0.15 and 0.05 < random.mean() < 0.15 and 0.05 < adversary.mean() < 0.15

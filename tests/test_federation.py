@@ -1,11 +1,14 @@
 """The federation, client side and end to end through a real Flower simulation on Ray."""
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from run_process import STOP_SECONDS, latest_checkpoint, start_run, stop, wait_for
 
 import fedkd
 from fedkd.config import load_config
@@ -13,7 +16,7 @@ from fedkd.errors import ConfigError
 from fedkd.federation.data import client_data, client_partitions, train_test
 from fedkd.federation.local import ingest_labels, label_accuracy
 from fedkd.federation.plain import run_plain_fedavg
-from fedkd.runs import TIMING_METRICS
+from fedkd.runs import TIMING_METRICS, read_metrics
 
 CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 TINY = {
@@ -96,8 +99,9 @@ def _stable(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_simulation_learns_is_reproducible_and_resumes(tiny, tmp_path):
-    first = fedkd.run(tiny, out=tmp_path / "a")
+def test_simulation_learns_is_reproducible_and_resumes_after_ctrl_c(tiny, tmp_path):
+    cfg = tiny.replace({"federation.num_rounds": 8, "federation.round_timeout": 90.0})
+    first = fedkd.run(cfg, out=tmp_path / "a")
     assert first.final("test_acc") > 0.5  # 10 classes: chance is 0.1
     clients = first.metrics[first.metrics["client"].notna()]
     assert set(clients["client"]) == {"0", "1", "2"}
@@ -105,17 +109,22 @@ def test_simulation_learns_is_reproducible_and_resumes(tiny, tmp_path):
     assert (first.path / "manifest.json").is_file() and (first.path / "config.toml").is_file()
 
     # The Flower run computes exactly what the plain reference loop computes.
-    reference = run_plain_fedavg(tiny).test_acc
+    reference = run_plain_fedavg(cfg).test_acc
     flower = first.metrics.query("metric == 'test_acc'")["value"].tolist()
     assert flower == pytest.approx(reference, abs=1e-9)
 
-    second = fedkd.run(tiny, out=tmp_path / "b")
-    pd.testing.assert_frame_equal(_stable(first.metrics), _stable(second.metrics))
-
-    # Interrupt after round 2: the round-3 checkpoint never got written, its metrics rows did.
-    for path in (second.path / "checkpoints").glob("ckpt-00000003.*"):
-        path.unlink()
-    resumed = fedkd.run(tiny, out=second.path, resume=True)
+    # The same run in another process, stopped by one Ctrl-C (SIGINT to its process group) after its first
+    # checkpoint: it exits within seconds, at that checkpoint, and resumes to the first run's metrics.
+    second = tmp_path / "b"
+    proc = start_run(CROWD_FEDAVG, {**TINY, "federation.num_rounds": 8, "federation.round_timeout": 90.0}, second)
+    wait_for(second / "checkpoints" / "ckpt-00000001.json", proc, timeout=240)
+    code, seconds, last_line = stop(proc, os.killpg, signal.SIGINT)
+    assert code == 128 + signal.SIGINT and seconds < STOP_SECONDS, (code, seconds, last_line)
+    assert "interrupted by SIGINT" in last_line and "continue it with --resume" in last_line
+    done = latest_checkpoint(second)
+    assert done < 8 and read_metrics(second / "metrics.csv")["round"].max() == done
+    assert not (second / "run.lock").exists()
+    resumed = fedkd.run(cfg, out=second, resume=True)
     pd.testing.assert_frame_equal(_stable(first.metrics), _stable(resumed.metrics))
     shutil.rmtree(tmp_path)
 

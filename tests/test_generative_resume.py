@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 import fedkd
+from fedkd.errors import ConfigError
+from fedkd.runs import read_metrics
 
 TIMING_PREFIXES = ("train_seconds/", "sample_ms_per_image/")
 CONFIGS = {
@@ -51,9 +53,11 @@ def test_a_run_resumed_after_a_finished_phase_ends_with_the_same_metrics(tmp_pat
     pd.testing.assert_frame_equal(again.metrics, resumed.metrics)
 
 
-def test_a_run_resumed_before_its_first_checkpoint_starts_over(tmp_path: Path) -> None:
+def test_a_run_without_an_intact_checkpoint_is_not_silently_restarted(tmp_path: Path) -> None:
+    """Rows but no checkpoint: resuming would have to drop measured rows, so it is an error, never a restart."""
     config, overrides = CONFIGS["dark_knowledge"]
     complete = fedkd.run(config, out=tmp_path / "complete", overrides=overrides)
     shutil.rmtree(tmp_path / "complete" / "checkpoints")
-    resumed = fedkd.run(config, out=tmp_path / "complete", overrides=overrides, resume=True)
-    pd.testing.assert_frame_equal(without_timing(resumed.metrics), without_timing(complete.metrics))
+    with pytest.raises(ConfigError, match="cannot be resumed: it holds no checkpoint"):
+        fedkd.run(config, out=tmp_path / "complete", overrides=overrides, resume=True)
+    assert len(read_metrics(complete.path / "metrics.csv")) == len(complete.metrics)

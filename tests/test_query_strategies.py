@@ -43,7 +43,7 @@ def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
 
     rounds = {"federation.num_rounds": 5, "query.first_round": 3}
     cfg = load_config(CROWD_FEDAVG, {**FEDDF, **rounds, "distill.budget": 1000})
-    assert [FedDF(cfg).budget_until(r) for r in range(1, 6)] == [0, 0, 334, 667, 1000]
+    assert [FedDF(cfg).server.budget_until(r) for r in range(1, 6)] == [0, 0, 334, 667, 1000]
     with pytest.raises(ConfigError, match="query.first_round = 6 is after the last round"):
         FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "federation.num_rounds": 5, "query.first_round": 6}))
 
@@ -53,16 +53,16 @@ def test_feddf_frames_public_images_into_query_public_box():
     from strategies.query_distill import FedDF
 
     box = {"data.dataset": "mnist5k", "query.public_dataset": "digits", "query.public_box": 20}
-    pool = FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box})).synthesizer().pool
+    pool = FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box})).server.public_pool()
     assert pool.shape[1:] == (1, 28, 28)
     border = torch.ones(28, 28, dtype=torch.bool)
     border[4:24, 4:24] = False
     assert (pool[:, 0, border] == -1).all()
     assert (pool[:, 0, 4:24, 4:24] > -1).any(dim=(1, 2)).all()
     with pytest.raises(ConfigError, match="set query.public_box"):
-        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 0})).synthesizer()
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 0})).server.public_pool()
     with pytest.raises(ConfigError, match="query.public_box must be <= the clients' image size 28, got 30"):
-        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 30})).synthesizer()
+        FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box, "query.public_box": 30})).server.public_pool()
 
 
 @pytest.mark.slow

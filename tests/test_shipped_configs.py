@@ -11,9 +11,11 @@ FEDERATED = ["fed_avg", "fed_tandem", "fed_aedm", "fed_df", "quickstart"]
 
 
 @pytest.mark.parametrize("path", sorted(SIMULATIONS.glob("*.toml")), ids=lambda p: p.stem)
-def test_every_shipped_config_is_valid(path):
+def test_every_shipped_config_is_valid_and_names_its_runs_after_itself(path):
+    """Default run directories are ``runs/<run.name>-<time>``: a config copied without renaming would mix its
+    runs with another's, so each shipped config's name is its file name."""
     cfg = load_config(path)
-    assert cfg.run.name
+    assert cfg.run.name == path.stem.replace("_", "-")
 
 
 def test_federated_configs_share_their_default_federation():

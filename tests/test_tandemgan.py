@@ -15,7 +15,13 @@ from fedkd.distill.baselines import RandomNoise, RealData
 from fedkd.distill.dfme import DFME, DFMEConfig
 from fedkd.distill.experiment import evaluate_student, resolve_teacher_path
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
-from fedkd.distill.losses import disagreement, marginal_entropy, prediction_entropy, zeroth_order_disagreement_gradient
+from fedkd.distill.losses import (
+    disagreement,
+    marginal_entropy,
+    prediction_entropy,
+    zeroth_order_disagreement_gradient,
+    zeroth_order_probes,
+)
 from fedkd.distill.tandemgan import TandemGAN, TandemGANConfig
 from fedkd.errors import ConfigError
 from fedkd.models import build_classifier
@@ -68,10 +74,11 @@ def test_zeroth_order_gradient_points_along_the_true_gradient() -> None:
     teacher, student = tiny_net(5), tiny_net(5)
     x = torch.rand(4, 1, 28, 28) * 2 - 1
     oracle = ModelOracle(teacher, mode="proba")
-    estimate, answers = zeroth_order_disagreement_gradient(student, oracle, x, directions=400, epsilon=1e-3,
-                                                           generator=torch.Generator().manual_seed(0))
+    queries, u = zeroth_order_probes(x, directions=400, epsilon=1e-3, generator=torch.Generator().manual_seed(0))
+    answers = oracle(queries)
+    estimate = zeroth_order_disagreement_gradient(student, queries, answers, u, epsilon=1e-3)
     assert oracle.used == 4 * 401
-    torch.testing.assert_close(answers, F.softmax(teacher(x), 1))
+    torch.testing.assert_close(answers[:4], F.softmax(teacher(x), 1))
     x_grad = x.clone().requires_grad_(True)
     exact = torch.autograd.grad(disagreement(student(x_grad), F.softmax(teacher(x_grad), 1), "proba").sum(), x_grad)[0]
     cosine = F.cosine_similarity(estimate.flatten(1), exact.flatten(1))
@@ -89,7 +96,8 @@ def test_tandemgan_step_explores_with_the_body_and_exploits_with_the_head(mode: 
     head_before = {k: v.clone() for k, v in tandem.generator.head.named_parameters()}
     body_before = {k: v.clone() for k, v in tandem.generator.body.named_parameters()}
     student = tiny_net()
-    x, answers = tandem.step(student, oracle, batch_size=16)
+    proposal = tandem.propose(student, batch_size=16, mode=mode)
+    x, answers = tandem.learn(student, proposal, oracle(proposal.queries), replay=None)
     assert oracle.used == tandem.queries_per_step(16, mode) == (16 if mode == "label" else 32)
     assert parameters_moved(tandem.generator.body, body_before)
     assert parameters_moved(tandem.generator.head, head_before)
@@ -118,7 +126,7 @@ def test_every_method_spends_exactly_its_iteration_cost(method: str, mode: str) 
     assert oracle.used == distiller.iterations * cost and 1000 - cost < oracle.used <= 1000
     paid_batches = 0 if method in ("random", "real") else 1
     assert distiller.student_updates == distiller.iterations * (2 + paid_batches)
-    assert set(distiller.seconds) == {"teacher", "generator", "student"}
+    assert set(distiller.seconds) == {"teacher", "generator", "student", "store"}
 
 
 def test_distiller_state_round_trip_continues_identically() -> None:
@@ -140,6 +148,37 @@ def test_distiller_state_round_trip_continues_identically() -> None:
     resumed.step(), resumed.step()
     for a, b in zip(straight.student.parameters(), resumed.student.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def _tandem_run(wave_size: int, mode: str) -> tuple[BlackBoxDistiller, list[int]]:
+    calls: list[int] = []
+    seed_torch(0, "teacher")
+    teacher = tiny_net()
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return teacher(x)
+
+    seed_torch(0, "student")
+    oracle = ModelOracle(counted, mode=mode, budget=1000, batch_size=10**9)
+    source = TandemGAN(TandemGANConfig(width=16), 1, 28, seed=3)
+    distiller = BlackBoxDistiller(tiny_net(), oracle, source, DistillConfig(batch_size=16, student_steps=2),
+                                  wave_size=wave_size)
+    distiller.run()
+    return distiller, calls
+
+
+@pytest.mark.parametrize("mode", ["label", "proba"])
+def test_a_wave_of_one_batch_is_the_per_batch_protocol_and_larger_waves_ask_less_often(mode: str) -> None:
+    per_batch, calls = _tandem_run(0, mode)
+    one_batch, one_batch_calls = _tandem_run(16, mode)
+    assert one_batch_calls == calls and len(calls) == 3 * per_batch.iterations
+    for a, b in zip(per_batch.student.parameters(), one_batch.student.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    cost = per_batch.iteration_cost
+    waves, wave_calls = _tandem_run(4 * cost, mode)
+    assert sum(wave_calls) == per_batch.oracle.used == waves.oracle.used
+    assert wave_calls[0] == 4 * cost and len(wave_calls) == -(-per_batch.iterations // 4)
 
 
 def test_short_tandemgan_run_beats_random_noise_on_the_digits_teacher() -> None:

@@ -9,12 +9,15 @@ import numpy as np
 from fedkd.aggregation.base import Aggregator, EncodedChunk, StateDict
 
 
-def expected_counts(enc: EncodedChunk, posterior: np.ndarray, n_workers: int) -> np.ndarray:
-    """Soft confusion counts ``N[k, t, l] = sum_{rows (i, k, l)} posterior[i, t]``, shape (K, C, C)."""
+def expected_counts(enc: EncodedChunk, posterior: np.ndarray, n_workers: int, first: int = 0) -> np.ndarray:
+    """Soft confusion counts ``N[k, t, l] = sum_{rows (i, k, l)} posterior[i, t]`` of workers ``first..n_workers-1``,
+    shape (n_workers - first, C, C)."""
     C = posterior.shape[1]
-    idx = enc.worker * C + enc.label
-    per_class = [np.bincount(idx, weights=posterior[enc.task, t], minlength=n_workers * C) for t in range(C)]
-    return np.stack(per_class, axis=0).reshape(C, n_workers, C).transpose(1, 0, 2)
+    rows = enc.worker >= first
+    idx = (enc.worker[rows] - first) * C + enc.label[rows]
+    size = (n_workers - first) * C
+    per_class = [np.bincount(idx, weights=posterior[enc.task[rows], t], minlength=size) for t in range(C)]
+    return np.stack(per_class, axis=0).reshape(C, n_workers - first, C).transpose(1, 0, 2)
 
 
 def posterior_from_confusions(enc: EncodedChunk, log_conf: np.ndarray, log_prior: np.ndarray | None) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Crowd labels use the long format of crowd-kit and of the truth-inference benchmarks: one row per
 (task, worker) answer with columns ``task, worker, label``; gold truth has columns ``task, true_label``.
-Task and worker ids may be ints or strings; labels are class indices ``0..C-1``.
+Task and worker ids may be ints or strings; read from a CSV they are always strings, so ``007`` and ``7``
+stay two tasks. Labels are class indices ``0..C-1``.
 
 An annotator is a row-stochastic confusion matrix ``pi[t, l] = P(label l | true class t)``. The
 simulator draws pools of such matrices (:func:`make_confusions`), lets each item be labelled by a few
@@ -24,7 +25,11 @@ import pandas as pd
 from fedkd.errors import DataError
 from fedkd.seeding import numpy_rng
 
-NOISE_KINDS = ("uniform", "pair_flip", "hammer_spammer", "class_dependent")
+NOISE_KINDS = ("uniform", "pair_flip", "hammer_spammer", "class_dependent", "mixed")
+# The "mixed" pool: shares of experts, average workers, spammers and adversaries, and the experts' and
+# adversaries' wrong-label rates relative to the average worker's (see make_confusions).
+MIXED_SHARES = {"expert": 0.25, "average": 0.45, "spammer": 0.2, "adversary": 0.1}
+EXPERT_NOISE_FACTOR = 0.25
 LABEL_COLUMNS = ("task", "worker", "label")
 GOLD_COLUMNS = ("task", "true_label")
 
@@ -71,6 +76,11 @@ def make_confusions(
     - ``class_dependent``: class t has its own wrong rate ``e_t`` with ``mean_t e_t = e`` exactly, each
       ``e_t`` within ``e +- min(e, 1 - e)``; the wrong mass of row t is split over the other classes by a
       flat Dirichlet draw, so some confusions are much likelier than others.
+    - ``mixed``: a crowd of mixed skill, as real crowds are: each annotator is drawn to be an *expert*
+      (``class_dependent`` at rate ``e / 4``), an *average* worker (``class_dependent`` at rate ``e``), a
+      *spammer* (half of them answer uniformly at random, half always give one label of their own) or an
+      *adversary* (``pair_flip`` at rate ``1 - e / 4``: mostly the neighbouring class) with the shares of
+      ``MIXED_SHARES``. ``e`` is then the average worker's rate, not the pool's.
     """
     if kind not in NOISE_KINDS:
         raise DataError(f"unknown noise kind {kind!r}; choose one of {', '.join(NOISE_KINDS)}")
@@ -91,7 +101,14 @@ def make_confusions(
             raise DataError(f"hammer_spammer noise must be <= (C-1)/C = {(C - 1) / C:.3f}, got max {rates.max():.3f}")
         spammer = rng.random(K) < p_spam
         return np.where(spammer[:, None, None], np.full((C, C), 1.0 / C), eye)
-    # class_dependent
+    if kind == "mixed":
+        return _mixed_confusions(rates, C, rng)
+    return _class_dependent(rates, C, rng)
+
+
+def _class_dependent(rates: np.ndarray, C: int, rng: np.random.Generator) -> np.ndarray:
+    """``class_dependent`` confusions (see :func:`make_confusions`) for the given per-annotator rates."""
+    K = rates.size
     u = rng.uniform(-1.0, 1.0, size=(K, C))
     u -= u.mean(axis=1, keepdims=True)
     u /= np.maximum(1.0, np.abs(u).max(axis=1, keepdims=True))
@@ -102,6 +119,23 @@ def make_confusions(
         others = [c for c in range(C) if c != t]
         confusions[:, t, t] = 1.0 - row_rates[:, t]
         confusions[:, t, others] = row_rates[:, t, None] * split[:, t]
+    return confusions
+
+
+def _mixed_confusions(rates: np.ndarray, C: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``mixed`` pool of :func:`make_confusions`: experts, average workers, spammers and adversaries."""
+    K = rates.size
+    kinds = rng.choice(len(MIXED_SHARES), size=K, p=list(MIXED_SHARES.values()))
+    expert, average, spammer, adversary = (kinds == i for i in range(len(MIXED_SHARES)))
+    eye = np.eye(C)
+    confusions = _class_dependent(np.where(expert, EXPERT_NOISE_FACTOR * rates, rates), C, rng)
+    constant = rng.random(K) < 0.5
+    favourite = eye[rng.integers(0, C, size=K)]
+    spam = np.where(constant[:, None, None], favourite[:, None, :], np.full((C, C), 1.0 / C))
+    confusions[spammer] = np.broadcast_to(spam, (K, C, C))[spammer]
+    wrong = 1.0 - EXPERT_NOISE_FACTOR * rates
+    flips = (1.0 - wrong)[:, None, None] * eye + wrong[:, None, None] * np.roll(eye, 1, axis=1)
+    confusions[adversary] = flips[adversary]
     return confusions
 
 
@@ -238,11 +272,23 @@ def _require_columns(df: pd.DataFrame, columns: Sequence[str], what: str) -> Non
 
 
 def _integer_labels(values: pd.Series, column: str, n_classes: int | None) -> np.ndarray:
-    """Labels as int64 class indices, or a DataError naming the first offending values."""
+    """Labels as int64 class indices, or a DataError naming the first offending values.
+
+    Booleans are refused although Python counts ``True`` as 1: a ``True`` in a label column is a broken
+    file, not class 1. Integral floats (``2.0``) are accepted; ``inf`` and ``nan`` are not integers.
+    """
+    if pd.api.types.is_bool_dtype(values):
+        raise DataError(f"column {column!r} must hold integer class indices; found booleans (True/False)")
+    if values.dtype == object:
+        is_bool = np.fromiter((isinstance(v, (bool, np.bool_)) for v in values), dtype=bool, count=len(values))
+        if is_bool.any():
+            examples = ", ".join(repr(v) for v in pd.unique(values[is_bool])[:3].tolist())
+            raise DataError(f"column {column!r} must hold integer class indices; found booleans {examples}")
     numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() | (numeric != np.round(numeric))
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(numeric.to_numpy(dtype=np.float64)) | (numeric != np.round(numeric)).to_numpy()
     if bad.any():
-        examples = ", ".join(repr(v) for v in values[bad].unique()[:3].tolist())
+        examples = ", ".join(repr(v) for v in pd.unique(values[bad])[:3].tolist())
         raise DataError(f"column {column!r} must hold integer class indices; found non-integer values {examples}")
     labels = numeric.to_numpy(dtype=np.float64).astype(np.int64)
     upper = None if n_classes is None else int(n_classes) - 1
@@ -286,26 +332,38 @@ def validate_gold(df: pd.DataFrame, n_classes: int | None = None) -> pd.DataFram
     return _drop_duplicates(clean, ["task"], "gold labels").reset_index(drop=True)
 
 
-def _read_csv(path: str | PathLike, what: str) -> pd.DataFrame:
+def _read_csv(path: str | PathLike, what: str, id_columns: Sequence[str]) -> pd.DataFrame:
+    """Read a CSV with ``id_columns`` as strings (``007`` is not ``7``) and only empty cells as missing:
+    ``NA`` or ``null`` may be somebody's id."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} file {str(path)!r} is a directory; give the CSV file inside it")
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist")
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype={c: str for c in id_columns}, keep_default_na=False, na_values=[""],
+                           encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise DataError(f"{what} file {str(path)!r} is empty") from None
     except pd.errors.ParserError as err:
         raise DataError(f"{what} file {str(path)!r} is not valid CSV: {err}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{what} file {str(path)!r} is not UTF-8 text (it holds byte 0x{err.object[err.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
+    except PermissionError:
+        raise DataError(f"{what} file {str(path)!r} cannot be read (permission denied)") from None
 
 
 def read_crowd_csv(path: str | PathLike, n_classes: int | None = None) -> pd.DataFrame:
-    """Read and validate a ``task,worker,label`` CSV (see :func:`validate_crowd`)."""
-    return validate_crowd(_read_csv(path, "crowd labels"), n_classes)
+    """Read and validate a ``task,worker,label`` CSV (see :func:`validate_crowd`); ids are read as strings."""
+    return validate_crowd(_read_csv(path, "crowd labels", ("task", "worker")), n_classes)
 
 
 def read_gold_csv(path: str | PathLike, n_classes: int | None = None) -> pd.DataFrame:
-    """Read and validate a ``task,true_label`` CSV (see :func:`validate_gold`)."""
-    return validate_gold(_read_csv(path, "gold labels"), n_classes)
+    """Read and validate a ``task,true_label`` CSV (see :func:`validate_gold`); task ids are read as strings."""
+    return validate_gold(_read_csv(path, "gold labels", ("task",)), n_classes)
 
 
 def write_crowd_csv(df: pd.DataFrame, path: str | PathLike) -> None:

@@ -18,12 +18,12 @@ query is a decoded image of the prior that the current student is unsure about. 
    never towards the atypical noise the prior has not learnt to decode;
 2. **decode and query**: ``x = up(D(x_T))`` (bilinear into a ``query_box`` box centred in the teacher's
    frame, see ``frame_images``), ``a = T(x)``: ``B`` queries;
-3. **store** ``(x, a)`` in a replay memory (the prior's small images, re-framed when used);
+3. **store** ``(x, a)`` in the loop's answer store (``fedkd.distill.store``), its replay memory;
 4. **one online student step**, taken by the shared loop, on the fresh batch plus ``replay_batches``
-   augmented batches from the memory;
-5. when the oracle's budget cannot pay for another batch: **offline training** of the student on the
-   whole memory for ``offline_epochs`` epochs with random affine augmentation (its own Adam,
-   ``offline_lr``). Queries are the scarce resource, so each paid-for answer is reused many times.
+   augmented batches from the store;
+5. when the oracle's budget cannot pay for another batch: **offline training**, the loop's store stage: the
+   student trains on every stored answer for ``offline_epochs`` epochs with random affine augmentation (its
+   own Adam, ``offline_lr``). Queries are the scarce resource, so each paid-for answer is reused many times.
 
 ``steer = false`` skips step 1 (plain prior samples): the ablation that shows what steering adds.
 Each batch costs exactly ``B`` queries; the loop must take no fresh student batches
@@ -37,15 +37,19 @@ Each batch costs exactly ``B`` queries; the loop must take no fresh student batc
 >>> student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 >>> aedm = AEDM(AEDMConfig(sampling_steps=2, grad_last_k=1, steer_steps=1, offline_epochs=0), prior, 28, seed=0)
 >>> oracle = ModelOracle(teacher, mode="label", budget=32)
->>> x, labels = aedm.step(student, oracle, batch_size=16)
->>> x.shape, labels.shape, oracle.used, len(aedm)
-(torch.Size([32, 1, 28, 28]), torch.Size([32]), 16, 16)
+>>> from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
+>>> config = DistillConfig(method="aedm", batch_size=16, student_steps=0)
+>>> distiller = BlackBoxDistiller(student, oracle, aedm, config)
+>>> distiller.run()
+>>> oracle.used, len(distiller.store), distiller.student_updates
+(32, 32, 2)
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,11 +57,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedkd.distill.loop import AnsweredBatch
-from fedkd.distill.losses import disagreement, marginal_entropy, prediction_entropy
+from fedkd.distill.loop import AnsweredBatch, Proposal
+from fedkd.distill.losses import marginal_entropy, prediction_entropy
+from fedkd.distill.store import StoreTraining
 from fedkd.errors import ConfigError
 from fedkd.models.diffusion import DiffusionModel, resize_images
-from fedkd.oracle import Oracle
 from fedkd.seeding import torch_generator
 
 
@@ -72,7 +76,7 @@ class AEDMConfig:
     public fact about the teacher's input format); 0 fills the whole frame. ``offline_max_steps`` (0: no
     cap) stops the offline phase after that many Adam steps, so its cost stops growing with the budget.
     ``balance_classes`` weighs each stored answer in the offline phase by ``N / (C * n_c)`` for its (arg-max)
-    class ``c`` (``AEDM.class_weights``): a teacher may answer most prior images with a few classes
+    class ``c`` (``fedkd.distill.store.class_weights``): a teacher may answer most prior images with a few classes
     (measured with the federation's combined answers: 100 of 20k queries answered "7"), and an unweighted
     student then rarely predicts the rare ones (federated seed 1: offline student 0.43 unweighted, 0.70
     weighted).
@@ -112,24 +116,6 @@ class AEDMConfig:
         for name in ("steer_lr", "offline_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"aedm.{name} must be > 0, got {getattr(self, name)}")
-
-
-def random_affine(x: torch.Tensor, shift: float, degrees: float, scale: float,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Each image of ``x`` (N, C, H, W) in [-1, 1] moved by its own random rotation, scale and shift.
-
-    Rotation is uniform in ``±degrees``, scale in ``1 ± scale``, shift in ``±shift`` pixels; pixels
-    that come from outside the image are background (-1).
-    """
-    n, size = len(x), x.shape[-1]
-    uniform = torch.rand((n, 4), generator=generator) * 2 - 1
-    angle = uniform[:, 0] * math.radians(degrees)
-    zoom = 1 + uniform[:, 1] * scale
-    cos, sin = angle.cos() / zoom, angle.sin() / zoom
-    theta = torch.stack([torch.stack([cos, -sin, uniform[:, 2] * shift * 2 / size], 1),
-                         torch.stack([sin, cos, uniform[:, 3] * shift * 2 / size], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x + 1, grid, align_corners=False) - 1
 
 
 def frame_images(small: torch.Tensor, size: int, box: int) -> torch.Tensor:
@@ -175,8 +161,9 @@ def load_aedm_prior(config: AEDMConfig, teacher_dataset: str, channels: int) -> 
 class AEDM:
     """The AEDM query source for the shared loop; see the module docstring for the method.
 
-    ``prior`` decodes noise to images (``load_aedm_prior``); ``image_size`` is the teacher's. ``seconds``
-    splits this source's own time into ``steer`` (noise optimisation and decoding) and ``offline``.
+    ``prior`` decodes noise to images (``load_aedm_prior``); ``image_size`` is the teacher's. The replay memory
+    and the offline phase are the loop's answer store and store stage (``store_training``, from the ``offline_*``
+    and ``augment_*`` settings). ``seconds["steer"]`` is this source's own time (noise optimisation and decoding).
     """
 
     def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int) -> None:
@@ -186,39 +173,29 @@ class AEDM:
                               f"it), got {config.query_box}")
         self.config, self.prior, self.image_size = config, prior, image_size
         self.rng = torch_generator(seed, "aedm", "noise")
-        self.augment_rng = torch_generator(seed, "aedm", "augment")
-        self.memory_x: list[torch.Tensor] = []
-        self.memory_answers: list[torch.Tensor] = []
-        self.offline_done = False
-        self.seconds = {"steer": 0.0, "offline": 0.0}
-
-    def __len__(self) -> int:
-        """Queries stored in the replay memory."""
-        return sum(len(x) for x in self.memory_x)
+        self.seconds = {"steer": 0.0}
+        self.store_training = StoreTraining(
+            epochs=config.offline_epochs, batch_size=config.offline_batch_size, lr=config.offline_lr,
+            max_steps=config.offline_max_steps, shift=config.augment_shift, degrees=config.augment_degrees,
+            scale=config.augment_scale, balance_classes=config.balance_classes)
 
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return batch_size
 
-    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> AnsweredBatch:
-        """Steer, decode, query and store one batch; return it with replayed batches for the online step.
-
-        When the budget left cannot pay for another batch, train the student offline on the memory first.
-        """
+    def propose(self, student: nn.Module, batch_size: int, mode: str) -> Proposal:
+        """Steer (unless ``steer`` is off) and decode one batch, framed as the teacher sees it."""
         start = time.perf_counter()
         small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
         self.seconds["steer"] += time.perf_counter() - start
         x = self.framed(small)
-        answers = oracle(x)
-        self.memory_x.append(small)
-        self.memory_answers.append(answers)
-        xs, ys = [x], [answers]
-        for _ in range(self.config.replay_batches):
-            replay_x, replay_answers = self.replay(batch_size)
-            xs.append(replay_x)
-            ys.append(replay_answers)
-        if oracle.remaining is not None and oracle.remaining < batch_size and not self.offline_done:
-            self.train_offline(student, oracle.mode)
-        return torch.cat(xs), torch.cat(ys)
+        return Proposal(queries=x, keep=len(x))
+
+    def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor,
+              replay: Callable[[int], AnsweredBatch]) -> AnsweredBatch:
+        """The online step's batch: the fresh answers plus ``replay_batches`` batches replayed from the store."""
+        n = len(proposal.queries)
+        parts = [(proposal.queries, answers)] + [replay(n) for _ in range(self.config.replay_batches)]
+        return torch.cat([x for x, _ in parts]), torch.cat([a for _, a in parts])
 
     def noise(self, n: int) -> torch.Tensor:
         """``n`` starting noises ``x_T ~ N(0, I)`` of the prior's shape."""
@@ -256,67 +233,13 @@ class AEDM:
             student.requires_grad_(True)
         return self.decode(x_T.detach())
 
-    def memory(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """All stored queries (at the prior's size) and their answers."""
-        return torch.cat(self.memory_x), torch.cat(self.memory_answers)
-
-    def augmented(self, small: torch.Tensor) -> torch.Tensor:
-        """Stored images upsampled to the teacher's size and randomly moved (the answers stay valid)."""
-        cfg = self.config
-        return random_affine(self.framed(small), cfg.augment_shift, cfg.augment_degrees,
-                             cfg.augment_scale, self.augment_rng)
-
-    def replay(self, n: int) -> AnsweredBatch:
-        """``n`` stored queries drawn uniformly with replacement, augmented, with their answers."""
-        x, answers = self.memory()
-        idx = torch.randint(len(x), (n,), generator=self.augment_rng)
-        return self.augmented(x[idx]), answers[idx]
-
-    def train_offline(self, student: nn.Module, mode: str) -> None:
-        """``offline_epochs`` epochs (at most ``offline_max_steps`` steps) of Adam on the augmented memory
-        (step 5); spends no queries."""
-        start = time.perf_counter()
-        cfg = self.config
-        x, answers = self.memory()
-        optimizer = torch.optim.Adam(student.parameters(), lr=cfg.offline_lr)
-        was_training = student.training
-        student.train()
-        batches = [idx for _ in range(cfg.offline_epochs)
-                   for idx in torch.randperm(len(x), generator=self.augment_rng).split(cfg.offline_batch_size)]
-        weights = self.class_weights(answers) if cfg.balance_classes else torch.ones(len(answers))
-        for idx in batches[:cfg.offline_max_steps or None]:
-            loss = (disagreement(student(self.augmented(x[idx])), answers[idx], mode) * weights[idx]).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        student.train(was_training)
-        self.offline_done = True
-        self.seconds["offline"] += time.perf_counter() - start
-
-    @staticmethod
-    def class_weights(answers: torch.Tensor) -> torch.Tensor:
-        """Per stored answer ``N / (C * n_c)``, ``c`` its class (arg-max in proba mode) and ``C`` the number of
-        classes answered at all: every answered class weighs the same in total, and the mean weight is 1."""
-        classes = answers if answers.dim() == 1 else answers.argmax(dim=1)
-        counts = torch.bincount(classes).float()
-        return (len(classes) / (int((counts > 0).sum()) * counts))[classes]
-
     def sample(self, n: int) -> torch.Tensor:
         """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
         return self.framed(self.decode(self.noise(n)))
 
     def state_dict(self) -> dict[str, Any]:
-        empty = torch.empty(0)
-        return {"rng": self.rng.get_state(), "augment_rng": self.augment_rng.get_state(),
-                "memory_x": torch.cat(self.memory_x) if self.memory_x else empty,
-                "memory_answers": torch.cat(self.memory_answers) if self.memory_answers else empty,
-                "offline_done": self.offline_done, "seconds": dict(self.seconds)}
+        return {"rng": self.rng.get_state(), "seconds": dict(self.seconds)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.set_state(state["rng"])
-        self.augment_rng.set_state(state["augment_rng"])
-        stored = len(state["memory_x"]) > 0
-        self.memory_x = [state["memory_x"]] if stored else []
-        self.memory_answers = [state["memory_answers"]] if stored else []
-        self.offline_done = state["offline_done"]
         self.seconds = dict(state["seconds"])

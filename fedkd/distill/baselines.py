@@ -8,7 +8,7 @@
   oracle, so it is ordinary distillation on transfer data: what a user *with* data would get, at the
   same query count.
 
-Neither learns, so a ``step`` spends no queries and every query goes to the student.
+Neither learns, so neither proposes a batch of its own and every query goes to the student.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from fedkd.errors import DataError
-from fedkd.oracle import Oracle
+from fedkd.distill.loop import AnsweredBatch, Proposal
+from fedkd.errors import DataError, FedkdError
 from fedkd.seeding import torch_generator
 
 
 class FixedSource:
-    """A query source that does not learn: ``step`` spends nothing; subclasses draw ``sample`` from ``self.rng``."""
+    """A query source that does not learn: it proposes nothing; subclasses draw ``sample`` from ``self.rng``."""
+
+    store_training = None
 
     def __init__(self, seed: int, name: str) -> None:
         self.rng = torch_generator(seed, name)
@@ -32,8 +34,11 @@ class FixedSource:
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return 0
 
-    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> None:
+    def propose(self, student: nn.Module, batch_size: int, mode: str) -> None:
         return None
+
+    def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor, replay: object) -> AnsweredBatch:
+        raise FedkdError(f"{type(self).__name__} proposes no batch of its own, so it has nothing to learn from")
 
     def sample(self, n: int) -> torch.Tensor:
         raise NotImplementedError

@@ -21,10 +21,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fedkd.distill.loop import AnsweredBatch
+from fedkd.distill.loop import AnsweredBatch, Proposal
 from fedkd.distill.synthesis import GeneratorSettings, GeneratorSynthesizer, exploration_queries, exploration_step
 from fedkd.errors import ConfigError
-from fedkd.oracle import Oracle
 
 
 @dataclass
@@ -53,7 +52,7 @@ class DFME(GeneratorSynthesizer):
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return exploration_queries(batch_size, mode, self.config.zo_directions)
 
-    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> AnsweredBatch:
-        return exploration_step(self.generator, self.params, self.optimizers["generator"], student, oracle,
-                                self.latent_batch(batch_size), self.config.zo_directions, self.config.zo_epsilon,
-                                self.directions)
+    def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor, replay: object) -> AnsweredBatch:
+        """The exploration step on the whole generator from ``answers``."""
+        return exploration_step(self.generator, self.params, self.optimizers["generator"], student, proposal,
+                                answers, self.config.zo_epsilon)

@@ -12,11 +12,13 @@ from the model directly: evaluation is the harness's, not the distiller's, and s
 
 Checkpoints (student, generator, optimizers, random-stream states, query count) are written every
 ``checkpoint_every`` queries and at the end; ``--resume`` continues from the last one and ends with the
-same metrics as an uninterrupted run.
+same metrics as an uninterrupted run. A stop request (SIGINT, SIGTERM) ends the loop after the iteration
+in progress. A budget that does not pay for one iteration is a ``ConfigError`` before anything is logged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +33,7 @@ from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from fedkd.data import ImageDataset
     from fedkd.runs import RunDir
-    from fedkd.teachers import TeacherInfo
 
 
 @dataclass
@@ -52,8 +52,11 @@ def resolve_teacher_path(path: str) -> Path:
     return shipped if shipped.exists() else given
 
 
-def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageDataset) -> QuerySynthesizer:
-    """The query source ``cfg.distill.method`` names, seeded from the run seed."""
+def build_synthesizer(cfg: ExperimentConfig, channels: int, image_size: int, dataset: str,
+                      pool: Callable[[], torch.Tensor]) -> QuerySynthesizer:
+    """The query source ``cfg.distill.method`` names, seeded from the run seed: the one factory of centralized and
+    federated runs. ``dataset`` is the teacher's (or the clients') data, which an AEDM prior must not have learnt;
+    ``pool()`` gives the unlabeled images of ``real`` (called only for that method)."""
     from fedkd.distill.aedm import AEDM, load_aedm_prior, require_no_fresh_student_batches
     from fedkd.distill.baselines import RandomNoise, RealData
     from fedkd.distill.dfme import DFME
@@ -61,15 +64,15 @@ def build_synthesizer(cfg: ExperimentConfig, info: TeacherInfo, train: ImageData
 
     method, seed = cfg.distill.method, cfg.run.seed
     if method == "tandemgan":
-        return TandemGAN(cfg.tandemgan, info.channels, info.image_size, seed)
+        return TandemGAN(cfg.tandemgan, channels, image_size, seed)
     if method == "dfme":
-        return DFME(cfg.dfme, info.channels, info.image_size, seed)
+        return DFME(cfg.dfme, channels, image_size, seed)
     if method == "random":
-        return RandomNoise(info.channels, info.image_size, seed)
+        return RandomNoise(channels, image_size, seed)
     if method == "aedm":
         require_no_fresh_student_batches(cfg.distill.student_steps)
-        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, info.dataset, info.channels), info.image_size, seed)
-    return RealData(train.tensors()[0], seed)
+        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, dataset, channels), image_size, seed)
+    return RealData(pool(), seed)
 
 
 def evaluate_student(student: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -87,6 +90,7 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.models import build_classifier
     from fedkd.oracle import ModelOracle
     from fedkd.seeding import seed_torch
+    from fedkd.stopping import check_stop
     from fedkd.teachers import load_teacher, teacher_splits
     from fedkd.train import predict_logits
 
@@ -111,7 +115,12 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
         return
     oracle = ModelOracle(teacher.model, mode=settings.mode, budget=settings.budget,
                          used=0 if checkpoint is None else checkpoint.state["queries"])
-    distiller = BlackBoxDistiller(student, oracle, build_synthesizer(cfg, info, train), settings)
+    synthesizer = build_synthesizer(cfg, info.channels, info.image_size, info.dataset, lambda: train.tensors()[0])
+    distiller = BlackBoxDistiller(student, oracle, synthesizer, settings, seed=cfg.run.seed)
+    if checkpoint is None and not distiller.can_step():
+        raise ConfigError(f"distill.budget = {settings.budget} is smaller than one iteration of {settings.method!r} "
+                          f"({distiller.iteration_cost} queries at distill.batch_size = {settings.batch_size}, "
+                          f"distill.student_steps = {settings.student_steps}); raise the budget")
 
     def evaluate() -> None:
         step, used = distiller.iterations, oracle.used
@@ -129,8 +138,12 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     else:
         distiller.load_state(checkpoint.tensors, checkpoint.state)
 
+    spent = [oracle.used]
+
     def on_iteration(d: BlackBoxDistiller, loss: float) -> None:
-        used, before = d.oracle.used, d.oracle.used - d.iteration_cost
+        check_stop()
+        used, before = d.oracle.used, spent[0]
+        spent[0] = used
         if used // settings.eval_every > before // settings.eval_every or not d.can_step():
             rundir.log("train_loss", loss, step=d.iterations, queries=used)
             evaluate()

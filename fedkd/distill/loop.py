@@ -1,13 +1,24 @@
 """The loop every black-box distiller shares: synthesize queries, ask the oracle, train the student.
 
 A distillation run is a *pipeline* of three swappable parts: a ``QuerySynthesizer`` (TandemGAN, DFME,
-random noise, real data: the part that differs between methods), an ``Oracle`` (a local teacher, or a
+random noise, real data, AEDM: the part that differs between methods), an ``Oracle`` (a local teacher, or a
 federation behind messages) and the student. One iteration is
 
-1. ``synthesizer.step(student, oracle, B)``: the method's own generator updates; it may query the
-   teacher and returns the batch it paid for, which the student then trains on (no query is wasted);
-2. ``student_steps`` times: ``x = synthesizer.sample(B)``, ``a = oracle(x)``, one optimizer step on
-   ``mean_i disagreement(S(x_i), a_i)``.
+1. ``proposal = synthesizer.propose(student, B)``: the method's own query batch, if it asks one; once answered,
+   ``synthesizer.learn(student, proposal, answers)`` takes the method's own update and returns the batch the
+   student trains on (no query is wasted);
+2. ``student_steps`` fresh batches ``x = synthesizer.sample(B)`` with their answers;
+3. one student optimizer step per batch on ``mean_i disagreement(S(x_i), a_i)``.
+
+**Waves.** An oracle call is a round trip to every client when the oracle is a federation, so the loop asks in
+*waves*: the queries of several iterations are made first and asked in one call (``wave_size``), then each
+iteration learns from its answers in order. What that changes is staleness: a proposal of the wave's k-th
+iteration was made before the k - 1 updates that precede its ``learn``. ``wave_size`` below one iteration's cost
+is the per-batch protocol: every batch its own call, made after the previous update.
+
+**The answer store.** A synthesizer that sets ``store_training`` has every answered query kept in an
+``AnswerStore``; ``replay`` draws from it for the online steps, and the *store stage* trains the student on all of
+it (AEDM's offline phase: once the budget is spent; a federated strategy may also run it after every round).
 
 Every method runs under the same loop, student, optimizer and budget, so a benchmark compares query
 synthesis and nothing else. An iteration starts only if its whole cost fits in the remaining budget,
@@ -26,8 +37,10 @@ from torch import nn
 
 from fedkd.distill.losses import disagreement
 from fedkd.distill.state import flatten, unflatten
+from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
 from fedkd.errors import ConfigError, FedkdError
 from fedkd.oracle import Oracle
+from fedkd.seeding import torch_generator
 
 AnsweredBatch = tuple[torch.Tensor, torch.Tensor]
 STUDENT_OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
@@ -68,14 +81,39 @@ class DistillConfig:
             raise ConfigError(f"distill.threads must be >= 0 (0 keeps torch's default), got {self.threads}")
 
 
+@dataclass
+class Proposal:
+    """A synthesizer's own query batch: the ``queries`` it asks, of which the first ``keep`` are samples worth
+    storing (the rest are probes, e.g. the perturbed copies of a zeroth-order estimate), and the ``context`` its
+    ``learn`` needs (latents, directions)."""
+
+    queries: torch.Tensor
+    keep: int
+    context: Any = None
+
+
 class QuerySynthesizer(Protocol):
-    """The swappable part of a distiller: where queries come from, and how that source learns."""
+    """The swappable part of a distiller: where queries come from, and how that source learns.
+
+    ``propose`` makes the source's own batch (``None`` for a source that learns nothing); once the oracle has
+    answered it, ``learn`` takes the source's update and returns the batch the student trains on. In a wave the
+    answers may arrive after other proposals were made, so ``learn`` must work from the proposal's context.
+    ``store_training`` (``None``: no store) asks the loop to keep every answer and says how the student trains on
+    them once the budget is spent.
+    """
+
+    store_training: StoreTraining | None
 
     def queries_per_step(self, batch_size: int, mode: str) -> int:
-        """Queries one ``step`` spends with an oracle in ``mode`` (0 for a source that learns nothing)."""
+        """Queries one ``propose`` asks with an oracle in ``mode`` (0 for a source that learns nothing)."""
 
-    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> AnsweredBatch | None:
-        """Update the query source once; return the (queries, answers) it paid for, if any."""
+    def propose(self, student: nn.Module, batch_size: int, mode: str) -> Proposal | None:
+        """The source's own query batch for this iteration, if it asks one."""
+
+    def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor,
+              replay: Callable[[int], AnsweredBatch]) -> AnsweredBatch:
+        """Update the source from ``answers`` to ``proposal.queries``; return the student's batch (``replay(n)``
+        draws ``n`` stored answers, when the loop keeps a store)."""
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` queries for the student, without gradients."""
@@ -116,10 +154,12 @@ class TimedOracle:
 
 
 class BlackBoxDistiller:
-    """Runs the shared loop for one student, oracle and synthesizer; see the module docstring.
+    """Runs the shared loop for one student, oracle and synthesizer, in waves; see the module docstring.
 
-    ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the
-    synthesizer, teacher time excluded) and ``student`` (its optimizer steps).
+    ``wave_size`` is the number of queries one oracle call may carry, rounded down to whole iterations; below one
+    iteration's cost (and at 0, the default) every batch is its own call, in the order of the per-batch protocol.
+    ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the synthesizer,
+    teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage).
 
     >>> import torch
     >>> from fedkd.distill.baselines import RandomNoise
@@ -135,13 +175,21 @@ class BlackBoxDistiller:
     """
 
     def __init__(self, student: nn.Module, oracle: Oracle, synthesizer: QuerySynthesizer,
-                 config: DistillConfig) -> None:
+                 config: DistillConfig, *, wave_size: int = 0, seed: int = 0,
+                 store_training: StoreTraining | None = None) -> None:
         self.student, self.synthesizer, self.config = student, synthesizer, config
-        self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0}
+        self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0, "store": 0.0}
         self.oracle = TimedOracle(oracle, self.seconds)
         self.optimizer = make_student_optimizer(student, config.student_optimizer, config.student_lr)
+        self.wave_size = wave_size
+        self.store_training = store_training or getattr(synthesizer, "store_training", None)
+        self.store = AnswerStore() if self.store_training is not None else None
+        self.store_rng = torch_generator(seed, "answer-store")
+        self.round = 0
         self.iterations = 0
         self.student_updates = 0
+        self.waves = 0
+        self.finished = False
         if self.iteration_cost < 1:
             raise ConfigError(f"distill.method = {config.method!r} spends no queries of its own: "
                               f"distill.student_steps must be >= 1, got {config.student_steps}")
@@ -152,22 +200,89 @@ class BlackBoxDistiller:
         b = self.config.batch_size
         return self.synthesizer.queries_per_step(b, self.oracle.mode) + self.config.student_steps * b
 
-    def can_step(self) -> bool:
-        remaining = self.oracle.remaining
-        return remaining is None or remaining >= self.iteration_cost
+    def affordable(self, cap: int | None = None) -> int | None:
+        """Whole iterations the budget (and ``cap``, a ceiling on ``oracle.used``) can still pay for."""
+        left = [n for n in (self.oracle.remaining, None if cap is None else cap - self.oracle.used) if n is not None]
+        return max(0, min(left)) // self.iteration_cost if left else None
 
-    def step(self) -> float:
-        """One iteration; returns the student's mean loss over its updates."""
-        b = self.config.batch_size
-        start, teacher_before = time.perf_counter(), self.seconds["teacher"]
-        self.student.eval()
-        answered = self.synthesizer.step(self.student, self.oracle, b)
-        batches: list[AnsweredBatch] = [] if answered is None else [answered]
-        for _ in range(self.config.student_steps):
-            x = self.synthesizer.sample(b)
-            batches.append((x, self.oracle(x)))
-        self.seconds["generator"] += time.perf_counter() - start - (self.seconds["teacher"] - teacher_before)
+    def can_step(self, cap: int | None = None) -> bool:
+        affordable = self.affordable(cap)
+        return affordable is None or affordable >= 1
 
+    def wave_iterations(self, cap: int | None = None) -> int:
+        """Iterations the next wave holds: as many as ``wave_size`` and the budget allow, at least one."""
+        per_wave = max(1, self.wave_size // self.iteration_cost)
+        affordable = self.affordable(cap)
+        return per_wave if affordable is None else max(1, min(per_wave, affordable))
+
+    def step(self, cap: int | None = None) -> float:
+        """One wave; returns the student's mean loss over its updates. When the budget is spent, the store stage
+        follows (``store_training``), once."""
+        iterations = self.wave_iterations(cap)
+        if self.wave_size < self.iteration_cost:
+            losses = [self._train(self._answered_per_batch()) for _ in range(iterations)]
+        else:
+            losses = [self._train(batches) for batches in self._answered_wave(iterations)]
+        self.waves += 1
+        if not self.can_step() and not self.finished:
+            self.finish()
+        return sum(losses) / len(losses)
+
+    def _propose(self) -> Proposal | None:
+        return self.synthesizer.propose(self.student, self.config.batch_size, self.oracle.mode)
+
+    def _answered_per_batch(self) -> list[AnsweredBatch]:
+        """One iteration in which every batch is its own oracle call, made after the previous batch's update."""
+        with self._generator_time():
+            batches = []
+            proposal = self._propose()
+            if proposal is not None:
+                batches.append(self._learn(proposal, self.oracle(proposal.queries)))
+            for _ in range(self.config.student_steps):
+                x = self.synthesizer.sample(self.config.batch_size)
+                batches.append(self._keep(x, self.oracle(x)))
+        return batches
+
+    def _answered_wave(self, iterations: int) -> list[list[AnsweredBatch]]:
+        """``iterations`` iterations whose queries are all made first and asked in one oracle call.
+
+        A proposal made for a later iteration of the wave comes from the source as it was when the wave was
+        planned, so its ``learn`` sees answers that are up to ``iterations - 1`` updates stale.
+        """
+        b, steps = self.config.batch_size, self.config.student_steps
+        with self._generator_time():
+            planned = [(self._propose(), [self.synthesizer.sample(b) for _ in range(steps)])
+                       for _ in range(iterations)]
+            queries = [q for proposal, fresh in planned
+                       for q in ([] if proposal is None else [proposal.queries]) + fresh]
+            answers = iter(self.oracle(torch.cat(queries)).split([len(q) for q in queries]))
+            waves = []
+            for proposal, fresh in planned:
+                batches = [] if proposal is None else [self._learn(proposal, next(answers))]
+                batches += [self._keep(x, next(answers)) for x in fresh]
+                waves.append(batches)
+        return waves
+
+    def _generator_time(self) -> _Timed:
+        return _Timed(self.seconds, "generator", exclude="teacher")
+
+    def _keep(self, x: torch.Tensor, answers: torch.Tensor) -> AnsweredBatch:
+        if self.store is not None:
+            self.store.add(x, answers, self.round)
+        return x, answers
+
+    def _learn(self, proposal: Proposal, answers: torch.Tensor) -> AnsweredBatch:
+        self._keep(proposal.queries[:proposal.keep], answers[:proposal.keep])
+        return self.synthesizer.learn(self.student, proposal, answers, self.replay)
+
+    def replay(self, n: int) -> AnsweredBatch:
+        """``n`` stored answers drawn with replacement, augmented as the store stage augments them."""
+        if self.store is None or self.store_training is None:
+            raise FedkdError("replay needs an answer store: the synthesizer keeps none (store_training is None)")
+        device = next(self.student.parameters()).device
+        return draw(self.store, n, self.store_training, self.store_rng, device)
+
+    def _train(self, batches: list[AnsweredBatch]) -> float:
         start = time.perf_counter()
         self.student.train()
         total = 0.0
@@ -182,8 +297,24 @@ class BlackBoxDistiller:
         self.student_updates += len(batches)
         return total / len(batches)
 
+    def train_on_store(self, training: StoreTraining | None = None) -> int:
+        """The store stage (``training``, else ``store_training``): the student trains on every stored answer;
+        spends no queries. Returns the optimizer steps taken."""
+        training = training or self.store_training
+        if self.store is None or training is None:
+            return 0
+        start = time.perf_counter()
+        steps = train_on_store(self.student, self.store, training, self.oracle.mode, self.store_rng)
+        self.seconds["store"] += time.perf_counter() - start
+        return steps
+
+    def finish(self) -> None:
+        """The end of the run's queries: the store stage, once."""
+        self.train_on_store()
+        self.finished = True
+
     def run(self, on_iteration: Callable[[BlackBoxDistiller, float], None] | None = None, *, desc: str = "") -> None:
-        """Iterate while a whole iteration fits in the budget, calling ``on_iteration(self, loss)`` after each."""
+        """Run waves while a whole iteration fits in the budget, calling ``on_iteration(self, loss)`` after each."""
         from fedkd.progress import progress
 
         budget = self.oracle.budget
@@ -200,11 +331,13 @@ class BlackBoxDistiller:
         """Everything a resumed run needs, as safetensors-ready tensors and a JSON-safe dict."""
         tensors, skeleton = flatten(
             {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
-             "synthesizer": self.synthesizer.state_dict()},
+             "synthesizer": self.synthesizer.state_dict(), "store_rng": self.store_rng.get_state(),
+             "store": self.store.state_dict() if self.store is not None else {}},
             "distiller",
         )
         return tensors, {"skeleton": skeleton, "queries": self.oracle.used, "iterations": self.iterations,
-                         "student_updates": self.student_updates, "seconds": dict(self.seconds)}
+                         "student_updates": self.student_updates, "waves": self.waves, "finished": self.finished,
+                         "seconds": dict(self.seconds)}
 
     def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Restore what ``state()`` saved; the caller restores the oracle's count (``ModelOracle(used=...)``)."""
@@ -215,5 +348,23 @@ class BlackBoxDistiller:
         self.student.load_state_dict(parts["student"])
         self.optimizer.load_state_dict(parts["optimizer"])
         self.synthesizer.load_state_dict(parts["synthesizer"])
+        self.store_rng.set_state(parts["store_rng"])
+        if self.store is not None:
+            self.store.load_state_dict(parts["store"])
         self.iterations, self.student_updates = state["iterations"], state["student_updates"]
+        self.waves, self.finished = state["waves"], state["finished"]
         self.seconds.update(state["seconds"])
+
+
+class _Timed:
+    """Adds the wall time of a block to ``seconds[part]``, less what ``seconds[exclude]`` grew by meanwhile."""
+
+    def __init__(self, seconds: dict[str, float], part: str, exclude: str) -> None:
+        self.seconds, self.part, self.exclude = seconds, part, exclude
+
+    def __enter__(self) -> None:
+        self.start, self.excluded = time.perf_counter(), self.seconds[self.exclude]
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.perf_counter() - self.start - (self.seconds[self.exclude] - self.excluded)
+        self.seconds[self.part] += elapsed

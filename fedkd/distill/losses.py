@@ -10,8 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedkd.oracle import Oracle
-
 #: Teacher probabilities are clamped here before the log, so a float32 zero cannot give -inf.
 PROBA_FLOOR = 1e-8
 
@@ -50,32 +48,31 @@ def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(mean_p * mean_p.clamp_min(PROBA_FLOOR).log()).sum()
 
 
-def zeroth_order_disagreement_gradient(
-    student: nn.Module,
-    oracle: Oracle,
-    x: torch.Tensor,
-    directions: int,
-    epsilon: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward-difference estimate of ``grad_x`` of the proba-mode disagreement, through the black-box teacher.
-
-    With ``L_i(x) = disagreement(S(x), T(x))_i``, ``m = directions`` random unit directions ``u_ij`` per
-    sample and ``d`` pixels per sample (DFME, Truong et al. 2021, eq. 6):
-
-        g_i = (d / m) * sum_j [(L_i(x_i + eps u_ij) - L_i(x_i)) / eps] * u_ij
-
-    The oracle answers ``x`` and all ``m * B`` perturbed copies in one request of ``(m + 1) * B`` queries.
-    Returns ``(g, answers on x)``, so the caller can train the student on the answers it has paid for.
-    """
-    n, d = len(x), x[0].numel()
+def zeroth_order_probes(x: torch.Tensor, directions: int, epsilon: float,
+                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(queries, u)``: ``x`` followed by its ``m = directions`` perturbed copies ``x + eps u`` (one request of
+    ``(m + 1) * B`` queries), and the random unit directions ``u`` (m, B, ...) they used."""
+    n = len(x)
     unit_shape = (directions, n) + (1,) * (x.dim() - 1)
     u = torch.randn((directions, *x.shape), generator=generator, device=generator.device).to(x.device)
     u = u / u.flatten(2).norm(dim=2).view(unit_shape)
+    return torch.cat([x, (x.unsqueeze(0) + epsilon * u).flatten(0, 1)]), u
+
+
+def zeroth_order_disagreement_gradient(student: nn.Module, queries: torch.Tensor, answers: torch.Tensor,
+                                       u: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Forward-difference estimate of ``grad_x`` of the proba-mode disagreement, through the black-box teacher.
+
+    With ``L_i(x) = disagreement(S(x), T(x))_i``, ``m`` random unit directions ``u_ij`` per sample and ``d``
+    pixels per sample (DFME, Truong et al. 2021, eq. 6):
+
+        g_i = (d / m) * sum_j [(L_i(x_i + eps u_ij) - L_i(x_i)) / eps] * u_ij
+
+    ``queries`` and ``u`` come from ``zeroth_order_probes``; ``answers`` are the teacher's to all of them.
+    """
+    directions, n = u.shape[0], u.shape[1]
+    d = queries[0].numel()
     with torch.no_grad():
-        queries = torch.cat([x, (x.unsqueeze(0) + epsilon * u).flatten(0, 1)])
-        answers = oracle(queries)
         losses = disagreement(student(queries), answers, "proba")
     slopes = (losses[n:].view(directions, n) - losses[:n]) / epsilon
-    grad = (d / directions) * (slopes.view(unit_shape) * u).sum(dim=0)
-    return grad, answers[:n]
+    return (d / directions) * (slopes.view(u.shape[:2] + (1,) * (u.dim() - 2)) * u).sum(dim=0)

@@ -12,11 +12,15 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from fedkd.distill.loop import AnsweredBatch
-from fedkd.distill.losses import disagreement, marginal_entropy, zeroth_order_disagreement_gradient
+from fedkd.distill.loop import AnsweredBatch, Proposal
+from fedkd.distill.losses import (
+    disagreement,
+    marginal_entropy,
+    zeroth_order_disagreement_gradient,
+    zeroth_order_probes,
+)
 from fedkd.errors import ConfigError
 from fedkd.models.generators import GeneratorBodyKind, TandemGenerator
-from fedkd.oracle import Oracle
 from fedkd.seeding import seed_torch, torch_generator
 
 
@@ -49,45 +53,59 @@ def exploration_queries(batch_size: int, mode: str, directions: int) -> int:
     return batch_size if mode == "label" else (directions + 1) * batch_size
 
 
+def propose_exploration(generator: nn.Module, z: torch.Tensor, mode: str, directions: int, epsilon: float,
+                        rng: torch.Generator) -> Proposal:
+    """The exploration batch ``x = G(z)`` as queries: ``x`` alone in label mode, with its zeroth-order probes in
+    proba mode (``exploration_queries`` of them)."""
+    with torch.no_grad():
+        x = generator(z)
+    if mode == "label":
+        return Proposal(queries=x, keep=len(x), context=(z, None))
+    queries, u = zeroth_order_probes(x, directions, epsilon, rng)
+    return Proposal(queries=queries, keep=len(x), context=(z, u))
+
+
 def exploration_step(
     generator: nn.Module,
     params: list[nn.Parameter],
     optimizer: torch.optim.Optimizer,
     student: nn.Module,
-    oracle: Oracle,
-    z: torch.Tensor,
-    directions: int,
+    proposal: Proposal,
+    answers: torch.Tensor,
     epsilon: float,
-    rng: torch.Generator,
     balance_weight: float = 0.0,
 ) -> AnsweredBatch:
     """One ascent step on ``params`` for ``E D(S(x), T(x)) + lambda H(E S(x))``, ``x = G(z)``.
 
     Returns the batch the teacher answered. TandemGAN passes the body's parameters, DFME the whole
-    generator's with ``lambda = 0``. Label mode spends ``len(z)`` queries and differentiates through the
-    student only; proba mode spends ``(directions + 1) * len(z)`` and uses the zeroth-order estimate of
-    ``grad_x D`` through the teacher.
+    generator's with ``lambda = 0``. Label mode differentiates through the student only; proba mode uses the
+    zeroth-order estimate of ``grad_x D`` through the teacher from the probes' answers. ``x`` is recomputed from
+    the proposal's latents with the generator as it is now: in a wave, the generator may have moved since the
+    proposal was answered, and the answers are then those of slightly different images (stale by the updates
+    in between).
     """
+    z, u = proposal.context
+    n = len(z)
     x = generator(z)
     optimizer.zero_grad(set_to_none=True)
-    if oracle.mode == "label":
+    if u is None:
         logits = student(x)
-        answers = oracle(x)
         descent = -disagreement(logits, answers, "label").mean() - balance_weight * marginal_entropy(logits)
         descent.backward(inputs=params)
     else:
-        grad, answers = zeroth_order_disagreement_gradient(student, oracle, x.detach(), directions, epsilon, rng)
-        outputs, grads = [x], [-grad / len(x)]
+        grad = zeroth_order_disagreement_gradient(student, proposal.queries, answers, u, epsilon)
+        outputs, grads = [x], [-grad / n]
         if balance_weight:
             outputs.append(-balance_weight * marginal_entropy(student(x)))
             grads.append(None)
         torch.autograd.backward(outputs, grads, inputs=params)
     optimizer.step()
-    return x.detach(), answers
+    return proposal.queries[:n], answers[:n]
 
 
 class GeneratorSynthesizer:
-    """A ``TandemGenerator`` with its latent and perturbation streams, seeded under ``name``; subclasses add optimizers.
+    """A ``TandemGenerator`` with its latent and perturbation streams, seeded under ``name``; subclasses add
+    optimizers, their ``config`` (a ``GeneratorSettings``) and ``learn``.
 
     ``sample`` draws from the whole generator without gradients; ``state_dict`` covers the generator,
     every optimizer in ``self.optimizers`` and both random streams, so a resumed run continues exactly.
@@ -101,9 +119,16 @@ class GeneratorSynthesizer:
         self.latent = torch_generator(seed, name, "latent")
         self.directions = torch_generator(seed, name, "zo-directions")
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.store_training = None
 
     def latent_batch(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.nz, generator=self.latent)
+
+    def propose(self, student: nn.Module, batch_size: int, mode: str) -> Proposal:
+        """The exploration batch of ``batch_size`` fresh latents (``propose_exploration``)."""
+        settings = self.config
+        return propose_exploration(self.generator, self.latent_batch(batch_size), mode, settings.zo_directions,
+                                   settings.zo_epsilon, self.directions)
 
     def sample(self, n: int) -> torch.Tensor:
         with torch.no_grad():

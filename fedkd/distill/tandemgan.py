@@ -39,7 +39,8 @@ with a 7x7 output upsampled to the image size (see ``fedkd.models.generators``),
 >>> teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 >>> student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
 >>> tandem = TandemGAN(TandemGANConfig(width=32), channels=1, image_size=28, seed=0)
->>> x, labels = tandem.step(student, ModelOracle(teacher, mode="label"), batch_size=16)
+>>> proposal = tandem.propose(student, batch_size=16, mode="label")
+>>> x, labels = tandem.learn(student, proposal, ModelOracle(teacher, mode="label")(proposal.queries), replay=None)
 >>> x.shape, labels.shape, tandem.sample(4).shape
 (torch.Size([16, 1, 28, 28]), torch.Size([16]), torch.Size([4, 1, 28, 28]))
 """
@@ -52,11 +53,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from fedkd.distill.loop import AnsweredBatch
+from fedkd.distill.loop import AnsweredBatch, Proposal
 from fedkd.distill.losses import marginal_entropy, prediction_entropy
 from fedkd.distill.synthesis import GeneratorSettings, GeneratorSynthesizer, exploration_queries, exploration_step
 from fedkd.errors import ConfigError
-from fedkd.oracle import Oracle
 
 
 @dataclass
@@ -93,11 +93,11 @@ class TandemGAN(GeneratorSynthesizer):
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return exploration_queries(batch_size, mode, self.config.zo_directions)
 
-    def step(self, student: nn.Module, oracle: Oracle, batch_size: int) -> AnsweredBatch:
-        answered = exploration_step(self.generator, self.body_params, self.optimizers["explore"], student, oracle,
-                                    self.latent_batch(batch_size), self.config.zo_directions, self.config.zo_epsilon,
-                                    self.directions, self.config.balance_weight)
-        self.exploitation_step(student, batch_size)
+    def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor, replay: object) -> AnsweredBatch:
+        """The exploration step on the body from ``answers``, then the exploitation step on the head."""
+        answered = exploration_step(self.generator, self.body_params, self.optimizers["explore"], student, proposal,
+                                    answers, self.config.zo_epsilon, self.config.balance_weight)
+        self.exploitation_step(student, len(answered[0]))
         return answered
 
     def exploitation_step(self, student: nn.Module, batch_size: int) -> None:

@@ -12,7 +12,11 @@ from fedkd.errors import ConfigError
 
 @dataclass
 class FederationSection:
-    """How the data is split over clients and how the server runs rounds."""
+    """How the data is split over clients and how the server runs rounds.
+
+    Each round the server works with a sample of the clients (``fedkd.federation.sampling``): ``clients_per_round``
+    of them when it is set (> 0), else a ``fraction_train`` share, drawn afresh each round from the run seed.
+    """
 
     strategy: str = "fedavg"
     num_clients: int = 10
@@ -22,6 +26,7 @@ class FederationSection:
     shards_per_client: int = 2
     min_partition_size: int = 20
     fraction_train: float = 1.0
+    clients_per_round: int = 0
     round_timeout: float = 600.0
     connect_timeout: float = 120.0
     client_cpus: float = 1.0
@@ -37,6 +42,9 @@ class FederationSection:
             raise ConfigError(f"federation.alpha must be > 0, got {self.alpha}")
         if not 0.0 < self.fraction_train <= 1.0:
             raise ConfigError(f"federation.fraction_train must be in (0, 1], got {self.fraction_train}")
+        if not 0 <= self.clients_per_round <= self.num_clients:
+            raise ConfigError(f"federation.clients_per_round must be in 0..num_clients={self.num_clients} "
+                              f"(0: use fraction_train), got {self.clients_per_round}")
         if self.client_cpus <= 0 or self.client_gpus < 0:
             raise ConfigError(
                 f"federation.client_cpus must be > 0 and client_gpus >= 0, got {self.client_cpus}, {self.client_gpus}"
@@ -48,12 +56,16 @@ class CrowdSection:
     """The simulated annotators of each client and how their labels arrive over rounds.
 
     ``noise`` is the range of each annotator's wrong-label rate (one rate drawn per annotator);
-    ``chunks`` is the number of rounds over which a client's items arrive with their labels.
+    ``noise_kind`` how the wrong labels fall (``fedkd.data.crowd.make_confusions``): ``mixed`` draws a pool of
+    mixed skill, as real crowds are (experts, average workers at the ``noise`` rate, spammers, adversaries),
+    the setting in which cleaning can beat majority vote (with annotators all equally and uniformly wrong,
+    majority vote is already optimal); ``chunks`` is the number of rounds over which a client's items arrive
+    with their labels.
     """
 
     annotators_per_client: int = 5
     labels_per_item: int = 3
-    noise_kind: Literal["uniform", "pair_flip", "hammer_spammer", "class_dependent"] = "uniform"
+    noise_kind: Literal["uniform", "pair_flip", "hammer_spammer", "class_dependent", "mixed"] = "uniform"
     noise: tuple[float, float] = (0.3, 0.4)
     chunks: int = 3
 
@@ -77,8 +89,7 @@ class ClientSection:
     ``architectures`` (e.g. ``["lenet5", "mlp"]``) gives clients different models, cycled over partition ids;
     only data-free strategies accept it, since averaging weights needs one architecture. ``augment`` shifts each
     training image by up to 2 pixels: with noisy labels it keeps a client's model from memorising the wrong ones
-    over many rounds (measured on the default federation: the clients' combined answer falls from 0.77 after
-    25 epochs to 0.67 after 50 without it, and climbs to 0.86 with it). ``aggregator_options`` holds each
+    over many rounds. ``aggregator_options`` holds each
     aggregator's own settings under its name, e.g. ``{bila = {log_prior = false}}``; only the chosen
     aggregator's apply, so switching ``aggregator`` needs no other change (``benchmarks/client_labels.py``
     measures what BILA's class prior does on skewed clients).
@@ -128,6 +139,12 @@ class QuerySection:
     ``first_round`` is the round from which the budget is spent (evenly over the rounds left): before it the
     clients only train, since answers from clients whose labels are still arriving are poor and every stored
     answer is trained on again.
+    ``wave_size`` is how many queries go to the clients in one message each (one *wave*, answered in one reply;
+    see ``fedkd.distill.loop``); 0 takes the round's whole share of the budget, so a round costs one exchange with
+    each client; ``distill.batch_size`` is the per-batch protocol (a round trip per query batch).
+    ``store_every_round`` makes the student take one augmented pass over every stored answer after each round
+    (for methods that keep an answer store), so it learns from the answers as they come instead of only once the
+    budget is spent.
     """
 
     combine: str = "class_aware"
@@ -135,6 +152,8 @@ class QuerySection:
     public_box: int = 0
     eval_ensemble: bool = True
     first_round: int = 1
+    wave_size: int = 0
+    store_every_round: bool = False
 
     def validate(self) -> None:
         from fedkd.data import DATASETS
@@ -144,5 +163,9 @@ class QuerySection:
         require_choice("query.public_dataset", self.public_dataset, DATASETS)
         if self.first_round < 1:
             raise ConfigError(f"query.first_round must be >= 1, got {self.first_round}")
+        if self.wave_size < 0:
+            raise ConfigError(
+                f"query.wave_size must be >= 0 (0: the round's share of the budget), got {self.wave_size}"
+            )
         if self.public_box < 0:
             raise ConfigError(f"query.public_box must be >= 0 (0: the images as they are), got {self.public_box}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -91,7 +91,7 @@ def _partitions(key: str) -> list[np.ndarray]:
     )
 
 
-@lru_cache(maxsize=64)
+@cache  # a Ray actor serves many clients: rebuilding a client's labels per message is waste
 def _client_data(key: str, partition_id: int) -> ClientData:
     spec = json.loads(key)
     crowd = spec["crowd"]

@@ -25,6 +25,9 @@ from fedkd.errors import ConfigError
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where teachers/ and pretrained/ are: beside fedkd/ in a checkout, inside it once installed (pyproject.toml
+# maps them to the fedkd.shipped.* packages).
+SHIPPED_ROOTS = (PROJECT_ROOT, Path(__file__).resolve().parents[1] / "shipped")
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,15 @@ class Provenance:
 
 
 def resolve_path(path: str | Path) -> Path:
-    """``path`` as given when it exists, else relative to the project checkout (where ``pretrained/`` lives)."""
+    """``path`` as given when it exists, else the shipped copy of it (``pretrained/...``, ``teachers/...``): in a
+    checkout the project folder, in an installed fedkd the package data under ``fedkd/shipped/``."""
     path = Path(path)
     if path.exists() or path.is_absolute():
         return path
-    return PROJECT_ROOT / path
+    for root in SHIPPED_ROOTS:
+        if (root / path).exists():
+            return root / path
+    return path
 
 
 def save_model(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], out: str | Path) -> Path:

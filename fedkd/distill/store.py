@@ -1,0 +1,165 @@
+"""The answer store: every query a distillation run paid for, kept with its answer, and the student's stage on it.
+
+Queries are the scarce resource of black-box and federated distillation, so a paid-for answer is worth reusing:
+AEDM replays stored answers beside each fresh batch and trains offline on all of them once its budget is
+spent, and a federated query strategy can train its student on the store after every round. One store and one
+training stage serve them all, centralized or federated.
+
+The store keeps each query in the codes it travels in (``fedkd.payload``: ``uint8`` with its range), so its
+memory is a quarter of ``float32`` and a federated student trains on exactly the images the clients answered.
+
+>>> import torch
+>>> store = AnswerStore()
+>>> store.add(torch.zeros(4, 1, 8, 8), torch.tensor([0, 1, 2, 1]), round=1)
+>>> len(store), store.answers.tolist(), store.inputs(torch.tensor([0])).shape
+(4, [0, 1, 2, 1], torch.Size([1, 1, 8, 8]))
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fedkd.distill.losses import disagreement
+from fedkd.payload import decode_images, encode_images
+
+
+class AnswerStore:
+    """Answered queries in arrival order: inputs (compact codes), answers, and the round that asked each."""
+
+    def __init__(self) -> None:
+        self._codes: list[torch.Tensor] = []
+        self._scales: list[torch.Tensor] = []
+        self._answers: list[torch.Tensor] = []
+        self._rounds: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return sum(len(a) for a in self._answers)
+
+    def add(self, x: torch.Tensor, answers: torch.Tensor, round: int = 0) -> None:
+        """Keep ``x`` (N, C, H, W) with its ``answers`` (labels (N,) or probabilities (N, C))."""
+        codes, scale = encode_images(x)
+        self._codes.append(codes.cpu())
+        self._scales.append(scale.cpu())
+        self._answers.append(answers.detach().cpu())
+        self._rounds.append(torch.full((len(x),), round, dtype=torch.int32))
+        self._compact()
+
+    def _compact(self) -> None:
+        """One tensor per field, so indexing stays cheap however many batches arrived."""
+        if len(self._codes) > 1:
+            for parts in (self._codes, self._scales, self._answers, self._rounds):
+                parts[:] = [torch.cat(parts)]
+
+    @property
+    def answers(self) -> torch.Tensor:
+        return self._answers[0] if self._answers else torch.empty(0, dtype=torch.long)
+
+    @property
+    def rounds(self) -> torch.Tensor:
+        return self._rounds[0] if self._rounds else torch.empty(0, dtype=torch.int32)
+
+    def inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        """The stored queries at ``idx``, decoded to ``float32``."""
+        return decode_images(self._codes[0][idx], self._scales[0][idx])
+
+    def state_dict(self) -> dict[str, Any]:
+        if not self._codes:
+            return {"size": 0}
+        return {"size": len(self), "codes": self._codes[0], "scales": self._scales[0],
+                "answers": self._answers[0], "rounds": self._rounds[0]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__init__()
+        if state["size"]:
+            self._codes, self._scales = [state["codes"]], [state["scales"]]
+            self._answers, self._rounds = [state["answers"]], [state["rounds"]]
+
+
+@dataclass(frozen=True)
+class StoreTraining:
+    """How the student trains on the store: Adam at ``lr`` for ``epochs`` passes in batches of ``batch_size``,
+    at most ``max_steps`` steps (0: no cap), each batch moved by ``random_affine`` (``shift`` pixels,
+    ``degrees``, ``scale``), and each answer weighed by ``class_weights`` when ``balance_classes``."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    max_steps: int = 0
+    shift: float = 0.0
+    degrees: float = 0.0
+    scale: float = 0.0
+    balance_classes: bool = False
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return random_affine(x, self.shift, self.degrees, self.scale, generator)
+
+
+def random_affine(x: torch.Tensor, shift: float, degrees: float, scale: float,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) in [-1, 1] moved by its own random rotation, scale and shift.
+
+    Rotation is uniform in ``±degrees``, scale in ``1 ± scale``, shift in ``±shift`` pixels; pixels
+    that come from outside the image are background (-1). Stored answers stay valid under such moves.
+    """
+    n, size = len(x), x.shape[-1]
+    uniform = (torch.rand((n, 4), generator=generator, device=generator.device) * 2 - 1).to(x.device)
+    angle = uniform[:, 0] * math.radians(degrees)
+    zoom = 1 + uniform[:, 1] * scale
+    cos, sin = angle.cos() / zoom, angle.sin() / zoom
+    theta = torch.stack([torch.stack([cos, -sin, uniform[:, 2] * shift * 2 / size], 1),
+                         torch.stack([sin, cos, uniform[:, 3] * shift * 2 / size], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False) - 1
+
+
+def class_weights(answers: torch.Tensor) -> torch.Tensor:
+    """Per stored answer ``N / (C * n_c)``, ``c`` its class (arg-max in proba mode) and ``C`` the number of
+    classes answered at all: every answered class weighs the same in total, and the mean weight is 1.
+
+    A teacher (or a federation) may answer most queries with a few classes; unweighted, a student trained on
+    those answers rarely predicts the rare ones."""
+    classes = answers if answers.dim() == 1 else answers.argmax(dim=1)
+    counts = torch.bincount(classes).float()
+    return (len(classes) / (int((counts > 0).sum()) * counts))[classes]
+
+
+def draw(store: AnswerStore, n: int, training: StoreTraining, generator: torch.Generator,
+         device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` stored queries drawn uniformly with replacement, augmented, with their answers (replay)."""
+    idx = torch.randint(len(store), (n,), generator=generator, device=generator.device).cpu()
+    return training.augment(store.inputs(idx).to(device), generator), store.answers[idx].to(device)
+
+
+def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraining, mode: str,
+                   generator: torch.Generator) -> int:
+    """The store stage: ``training.epochs`` epochs of Adam on the augmented store; returns the steps taken.
+
+    The student's mode is restored afterwards; the stage spends no queries.
+    """
+    if not len(store) or training.epochs < 1:
+        return 0
+    device = next(student.parameters()).device
+    optimizer = torch.optim.Adam(student.parameters(), lr=training.lr)
+    answers = store.answers.to(device)
+    weights = class_weights(answers) if training.balance_classes else torch.ones(len(answers), device=device)
+    batches = [idx for _ in range(training.epochs)
+               for idx in torch.randperm(len(store), generator=generator, device=generator.device).cpu()
+               .split(training.batch_size)]
+    batches = batches[:training.max_steps or None]
+    was_training = student.training
+    student.train()
+    for idx in batches:
+        x = training.augment(store.inputs(idx).to(device), generator)
+        loss = (disagreement(student(x), answers[idx], mode) * weights[idx]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    student.train(was_training)
+    return len(batches)
+

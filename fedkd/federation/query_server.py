@@ -1,0 +1,200 @@
+"""The server side of data-free federated distillation: the clients' knowledge reaches a global student through
+answers to queries only, never their data or weights.
+
+Each round the sampled clients take in their new labels, clean them and train their own models (which may differ
+in architecture). The server then runs the shared black-box loop (``fedkd.distill``) with the federation as its
+teacher: each oracle call is a *wave* of queries sent to every sampled client in one message (``uint8`` images),
+answered in one reply (labels in the smallest integer type, or ``float16`` probabilities), and the answers are
+combined (``fedkd.federation.answers``) into the federation's answer. The budget (``distill.budget``, spread
+evenly over the rounds from ``query.first_round`` on) is counted by the oracle, exactly as in a centralized run.
+
+* ``tandemgan``: queries from a TandemGAN generator (exploration + exploitation), no data at all.
+* ``aedm``: queries decoded from a diffusion prior trained on public data, its input noise steered to where the
+  student is unsure; every answer is kept in the loop's store and the student trains on all of them.
+* ``real``: queries drawn from unlabeled public data (``query.public_dataset``), FedDF-style ensemble
+  distillation through answers only.
+
+After each round the clients also answer the test images, outside the budget (evaluation, not training):
+``test_acc/ensemble`` is the accuracy of their combined answer, the upper reference for the student, and
+``fidelity`` the student's agreement with it. This module knows nothing of Flower: the round runs against a
+``ClientLink``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from fedkd.config import ExperimentConfig
+from fedkd.data import load_dataset
+from fedkd.distill.experiment import build_synthesizer
+from fedkd.distill.loop import BlackBoxDistiller
+from fedkd.distill.state import flatten, unflatten
+from fedkd.errors import ConfigError, FedkdError
+from fedkd.federation.answers import AnswerCombiner
+from fedkd.federation.data import train_test
+from fedkd.federation.rounds import ClientLink, RoundOutcome
+from fedkd.federation.sampling import sampled_partitions
+from fedkd.models import build_classifier
+from fedkd.oracle import ModelOracle
+from fedkd.payload import encode_images, expand_answers
+from fedkd.seeding import derive_seed
+
+
+class QueryServer:
+    """The global student, its query source and the federation's oracle, run round by round against a link."""
+
+    def __init__(self, cfg: ExperimentConfig, method: str) -> None:
+        if cfg.distill.method != method:
+            raise ConfigError(
+                f"federation.strategy = {cfg.federation.strategy!r} synthesizes queries with {method!r}; "
+                f"set distill.method = {method!r} (got {cfg.distill.method!r})"
+            )
+        if cfg.query.first_round > cfg.federation.num_rounds:
+            raise ConfigError(
+                f"query.first_round = {cfg.query.first_round} is after the last round "
+                f"(federation.num_rounds = {cfg.federation.num_rounds}); no query would be sent"
+            )
+        self.cfg = cfg
+        _, test = train_test(cfg)
+        self.shape, self.n_classes = (test.channels, test.image_size, test.image_size), test.n_classes
+        self.x_test, self.y_test = test.tensors()
+        self.combiner = AnswerCombiner(cfg.query.combine, self.n_classes, seed=derive_seed(cfg.run.seed, "combiner"))
+        self.link: ClientLink | None = None
+        self.server_round = 0
+        self.partitions: list[int] = []
+
+    def build_student(self) -> torch.nn.Module:
+        """The global student with its oracle and distiller (called once, after the driver seeded torch)."""
+        cfg = self.cfg
+        student = build_classifier(cfg.distill.student_model, self.shape[0], self.shape[1], self.n_classes)
+        self.oracle = ModelOracle(self._ask_federation, mode=cfg.distill.mode, budget=cfg.distill.budget,
+                                  batch_size=cfg.distill.budget)
+        synthesizer = build_synthesizer(cfg, self.shape[0], self.shape[1], cfg.data.dataset, self.public_pool)
+        self.distiller = BlackBoxDistiller(student, self.oracle, synthesizer, cfg.distill,
+                                           wave_size=self.wave_size(), seed=cfg.run.seed)
+        return student
+
+    def wave_size(self) -> int:
+        """``query.wave_size``, or the round's share of the budget (one exchange with each client per round)."""
+        query, fed = self.cfg.query, self.cfg.federation
+        return query.wave_size or math.ceil(self.cfg.distill.budget / (fed.num_rounds - query.first_round + 1))
+
+    def public_pool(self) -> torch.Tensor:
+        """FedDF's unlabeled public images, framed into ``query.public_box`` of the clients' frame if set."""
+        from fedkd.distill.aedm import frame_images
+
+        query = self.cfg.query
+        public = load_dataset(query.public_dataset)
+        channels, size = self.shape[0], self.shape[1]
+        if query.public_box > size:
+            raise ConfigError(f"query.public_box must be <= the clients' image size {size}, got {query.public_box}")
+        if public.channels != channels or (public.image_size != size and not query.public_box):
+            raise ConfigError(
+                f"query.public_dataset = {query.public_dataset!r} has {public.channels}x{public.image_size}"
+                f"x{public.image_size} images, the clients have {channels}x{size}x{size} "
+                f"(set query.public_box to resize them into the clients' frame)"
+            )
+        images = public.tensors()[0]
+        return frame_images(images, size, query.public_box) if query.public_box else images
+
+    def budget_until(self, server_round: int) -> int:
+        """Queries that may have been spent by the end of ``server_round``: the budget, spread evenly over the rounds
+        from ``query.first_round`` on (none before it)."""
+        first, last, budget = self.cfg.query.first_round, self.cfg.federation.num_rounds, self.cfg.distill.budget
+        spending_rounds = max(0, server_round - first + 1)
+        return min(budget, math.ceil(budget * spending_rounds / (last - first + 1)))
+
+    def run_round(self, link: ClientLink, server_round: int, weights: dict[str, torch.Tensor]) -> RoundOutcome:
+        """Train the sampled clients, distil from their answers up to this round's share of the budget, evaluate."""
+        self.link, self.server_round = link, server_round
+        self.partitions = sampled_partitions(self.cfg, server_round)
+        trained = link.train(server_round, self.partitions)
+        self.partitions = sorted(trained.label_counts)
+        self.combiner.set_label_counts(trained.label_counts)
+
+        distiller = self.distiller
+        distiller.student.load_state_dict(weights)
+        distiller.round = server_round
+        cap = self.budget_until(server_round)
+        losses = []
+        while self.partitions and distiller.can_step(cap):
+            losses.append(distiller.step(cap))
+        if self.cfg.query.store_every_round and losses and not distiller.finished and distiller.store_training:
+            distiller.train_on_store(replace(distiller.store_training, epochs=1, max_steps=0))
+        server_metrics = {"train_loss": sum(losses) / len(losses)} if losses else {}
+        if self.cfg.query.eval_ensemble and self.partitions:
+            server_metrics.update(self._evaluate_ensemble())
+        return RoundOutcome(
+            weights={k: v.detach().clone() for k, v in distiller.student.state_dict().items()},
+            client_metrics=trained.metrics,
+            server_metrics=server_metrics,
+            queries=self.oracle.used,
+            failures=link.traffic.failures,
+            bytes_down=link.traffic.bytes_down,
+            bytes_up=link.traffic.bytes_up,
+        )
+
+    def _answers(self, x: torch.Tensor, mode: str) -> dict[int, torch.Tensor]:
+        if self.link is None:
+            raise FedkdError("the federation was queried outside a round")
+        codes, scale = encode_images(x)
+        answers = self.link.ask(self.server_round, self.partitions, codes, scale, mode)
+        if not answers:
+            raise FedkdError(f"round {self.server_round}: no client answered a query wave; "
+                             f"{self.link.traffic.failures}")
+        return {pid: expand_answers(a) for pid, a in sorted(answers.items())}
+
+    def _ask_federation(self, x: torch.Tensor) -> torch.Tensor:
+        """The oracle's teacher: the combined answer as log-probabilities (a label oracle keeps only the argmax)."""
+        return torch.log(self.combiner(self._answers(x, self.oracle.mode)).clamp_min(1e-8))
+
+    def _evaluate_ensemble(self) -> dict[str, float]:
+        method = "class_aware" if self.cfg.query.combine == "class_aware" else "mean"
+        reference = AnswerCombiner(method, self.n_classes)
+        reference.set_label_counts(self.combiner.label_counts)
+        ensemble = reference(self._answers(self.x_test, self.cfg.distill.mode))
+        predicted = ensemble.argmax(dim=1)
+        student = self.distiller.student
+        student.eval()
+        with torch.no_grad():
+            agreement = (student(self.x_test).argmax(dim=1) == predicted).float().mean()
+        return {"test_acc/ensemble": float((predicted == self.y_test).float().mean()), "fidelity": float(agreement)}
+
+    # --- resume ---------------------------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors, distiller_state = self.distiller.state()
+        combiner_tensors, combiner_skeleton = flatten(_to_tensors(self.combiner.state_dict()), "combiner")
+        tensors.update(combiner_tensors)
+        return tensors, {"distiller": distiller_state, "combiner": combiner_skeleton}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        self.oracle.used = state["distiller"]["queries"]
+        self.distiller.load_state(tensors, state["distiller"])
+        self.combiner.load_state_dict(_to_numpy(unflatten(state["combiner"], tensors)))
+
+
+def _to_tensors(obj: Any) -> Any:
+    """Aggregator state (numpy arrays inside) in a form ``flatten`` can store."""
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, dict):
+        return {k: _to_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_tensors(v) for v in obj]
+    return obj
+
+
+def _to_numpy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_numpy(v) for v in obj]
+    return obj

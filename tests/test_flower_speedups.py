@@ -1,0 +1,31 @@
+"""The simulation's link-state speed-up: the wrapped method sees only the polling node's messages, and what it
+deletes from that view is deleted from the whole store."""
+
+import threading
+from types import SimpleNamespace
+
+from simulations.flower_speedups import only_node_messages
+
+
+class FakeState:
+    def __init__(self, messages: dict[str, int]) -> None:
+        self.lock = threading.RLock()
+        self.message_ins_store = {
+            mid: SimpleNamespace(metadata=SimpleNamespace(dst_node_id=node)) for mid, node in messages.items()
+        }
+        self.seen: list[set[str]] = []
+
+    def get_message_ins(self, node_id, limit, *, run_id=None):
+        self.seen.append(set(self.message_ins_store))
+        self.message_ins_store.pop("expired", None)  # the original deletes invalid messages it checks
+        return [m for m in self.message_ins_store.values() if m.metadata.dst_node_id == node_id][:limit]
+
+
+def test_the_wrapped_method_sees_only_the_polling_nodes_messages():
+    state = FakeState({"a": 1, "b": 2, "expired": 1, "c": 1})
+    wrapped = only_node_messages(FakeState.get_message_ins)
+    assert len(wrapped(state, 1, None)) == 2
+    assert state.seen == [{"a", "expired", "c"}]
+    assert set(state.message_ins_store) == {"a", "b", "c"}  # the deletion reached the whole store
+    assert wrapped(state, 3, 1) == [] and len(state.seen) == 1  # nothing for node 3: the original is not called
+    assert wrapped.fedkd_only_node_messages
