@@ -441,6 +441,36 @@ def generative() -> str:
     )
 
 
+@block("generative28")
+def generative28() -> str:
+    """The 28x28 dark-knowledge cells: teacher, then output only vs. dark knowledge per student width and weights,
+    then the single-term ablations at the smallest width."""
+    s = read("generative_summary.csv").set_index(["experiment", "metric"])
+    cells = {"32/16/8": "dark_knowledge28@32,16,8", "16/8/4": "dark_knowledge28@16,8,4",
+             "16/8/4, adversarial weight 0.004": "dark_knowledge28@16,8,4/fw=1.0,aw=0.004"}
+
+    def cell(experiment: str, variant: str, acc: bool = True) -> str:
+        mean, std, n = (s.at[(experiment, f"fid_like/{variant}"), k] for k in ("mean", "std", "n"))
+        text = f"{mean:.2f} ± {std:.2f}" if n > 1 else f"{mean:.2f} (1 seed)"
+        return text + (f", class acc {s.at[(experiment, f'class_acc/{variant}'), 'mean']:.3f}" if acc else "")
+
+    small = teacher = cells["16/8/4"]
+    header = ["student widths (parameters)", "output only", "dark knowledge (output + features + discriminator)"]
+    rows = [[f"{label} ({s.at[(e, 'params/student'), 'mean'] / 1e3:.0f}k)" if "weight" not in label else label,
+             cell(e, "output_only"), cell(e, "dark_knowledge")] for label, e in cells.items()]
+    return prose(
+        f"Teacher: conditional DCGAN (`pretrained/gan-mnist5k`, "
+        f"{s.at[(teacher, 'params/teacher'), 'mean'] / 1e3:.0f}k generator parameters) "
+        f"{cell(teacher, 'teacher', acc=False)}, its samples classified as the conditioned digit "
+        f"{100 * s.at[(teacher, 'class_acc/teacher'), 'mean']:.1f} % of the time by the independent "
+        f"`teachers/mnist5k-lenet5`; {int(s.at[(teacher, 'fid_like/teacher'), 'n'])} seeds. Students after 500 "
+        "data-free steps, same initialisation and inputs in every variant (FID-like, class accuracy):",
+    ) + "\n" + table(header, ["l", "l", "l"], rows) + "\n" + prose(
+        f"The terms one at a time (16/8/4): output + last-feature L1 {cell(small, 'features_only', acc=False)}, "
+        f"output + frozen-discriminator term {cell(small, 'adversarial_only', acc=False)}."
+    )
+
+
 # --- rendering --------------------------------------------------------------------------------------------
 
 
