@@ -34,6 +34,7 @@ CPU_BY_DESIGN = {
     "models/classifiers.py:_flat_size": "a dummy input that sizes a layer while the model is built on the CPU",
     "models/diffusion.py:positions_of": "a step-position lookup; callers move it next to the data",
     "models/diffusion.py:__init__": "the noise schedule, moved next to the data where it is used",
+    "models/diffusion.py:cosine": "the noise schedule (as above)",
     "models/diffusion.py:fold": "the noise schedule of a folded model (as above)",
     "models/diffusion.py:subsequence": "the noise schedule of a sub-sampled model (as above)",
     "progressive.py:two_step_target": "a 0-dim constant, which torch combines with tensors on any device",
