@@ -7,6 +7,7 @@ checked when a run starts, before anything is written or launched, and the error
 
 from __future__ import annotations
 
+import argparse
 import re
 
 from fedkd.errors import ConfigError
@@ -15,10 +16,16 @@ DEVICE_NAMES = ("cpu", "cuda", "cuda:N", "mps", "auto")
 _PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 
 
-def check_device_name(device: str) -> None:
-    """Raise a ConfigError unless ``device`` is one of :data:`DEVICE_NAMES`."""
+def check_device_name(device: str, option: str = "run.device") -> None:
+    """Raise a ConfigError unless ``device`` is one of :data:`DEVICE_NAMES`; ``option`` names where it was given."""
     if not _PATTERN.fullmatch(device):
-        raise ConfigError(f"run.device = {device!r} is not a device name; choose one of {list(DEVICE_NAMES)}")
+        raise ConfigError(f"{option} = {device!r} is not a device name; choose one of {list(DEVICE_NAMES)}")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--device`` option of the training commands (checked by :func:`resolve_device` when the command runs)."""
+    parser.add_argument("--device", default="cpu",
+                        help=f"where to train: {', '.join(DEVICE_NAMES)} (default cpu; auto = cuda if present)")
 
 
 def available_devices() -> list[str]:
@@ -31,13 +38,16 @@ def available_devices() -> list[str]:
     return devices
 
 
-def resolve_device(device: str) -> str:
-    """``device`` as torch should see it on this machine (``auto`` decided); a ConfigError if it is not here."""
-    check_device_name(device)
+def resolve_device(device: str, option: str = "run.device") -> str:
+    """``device`` as torch should see it on this machine (``auto`` decided); a ConfigError if it is not here.
+
+    ``option`` names where the value came from (``run.device``, ``--device``) in the error.
+    """
+    check_device_name(device, option)
     here = available_devices()
     if device == "auto":
         return "cuda" if "cuda:0" in here else "cpu"
     wanted = "cuda:0" if device == "cuda" else device
     if wanted not in here:
-        raise ConfigError(f"run.device = {device!r} is not available on this machine; it has {here}")
+        raise ConfigError(f"{option} = {device!r} is not available on this machine; it has {here}")
     return device

@@ -85,7 +85,8 @@ class FidLike:
     """FID-like distance of image sets to a reference set, in the feature space of ``feature_net``.
 
     ``feature_net`` is a fedkd classifier (``.features(x)`` is its penultimate embedding); ``reference``
-    holds real images (N, C, H, W) in [-1, 1], whose statistics are computed once.
+    holds real images (N, C, H, W) in [-1, 1], whose statistics are computed once. Images are measured on the
+    net's device; the statistics are NumPy arrays on the CPU.
     """
 
     def __init__(self, feature_net: nn.Module, reference: torch.Tensor, batch_size: int = 512) -> None:
@@ -95,24 +96,27 @@ class FidLike:
         self.reference = self.stats(reference)
 
     @classmethod
-    def from_teacher(cls, path: str | Path = "pretrained/fid-digits-vgg_small", dataset: str | None = None) -> FidLike:
-        """The feature net saved by ``fedkd teacher train`` at ``path``; the reference is its training split."""
+    def from_teacher(cls, path: str | Path = "pretrained/fid-digits-vgg_small", dataset: str | None = None,
+                     device: str | torch.device = "cpu") -> FidLike:
+        """The feature net saved by ``fedkd teacher train`` at ``path``, on ``device``; the reference is its training
+        split."""
         from fedkd.generative.artifacts import resolve_path
         from fedkd.teachers import load_teacher, teacher_splits
 
         teacher = load_teacher(resolve_path(path), dataset=dataset)
         train, _ = teacher_splits(teacher.info)
-        return cls(teacher.model, torch.from_numpy(np.array(train.x)))
+        return cls(teacher.model.to(device), torch.from_numpy(np.array(train.x)))
 
     def features(self, images: torch.Tensor) -> np.ndarray:
         """Penultimate-layer features of ``images`` (no gradients), as a float64 array (N, feature_dim)."""
         if tuple(images.shape[1:]) != self.image_shape:
             raise DataError(f"images are shaped {tuple(images.shape[1:])}, but the feature net's reference set is "
                             f"{self.image_shape}; resize them first")
+        device = next(self.net.parameters()).device
         with torch.no_grad():
-            chunks = [self.net.features(images[i:i + self.batch_size].float())
+            chunks = [self.net.features(images[i:i + self.batch_size].to(device).float())
                       for i in range(0, len(images), self.batch_size)]
-        return torch.cat(chunks).double().numpy()
+        return torch.cat(chunks).double().cpu().numpy()
 
     def stats(self, images: torch.Tensor) -> FeatureStats:
         return FeatureStats.of(self.features(images))

@@ -58,7 +58,8 @@ class ModelOracle:
     answers ``softmax`` probabilities (``float32``, shape ``(N, C)``). Each call costs ``len(x)``
     queries. The teacher runs under ``torch.no_grad`` on a detached copy of ``x`` in chunks of
     ``batch_size`` (a memory setting only: it never changes the count), so no gradient can flow to or
-    through it. A ``torch.nn.Module`` teacher is put in eval mode.
+    through it. A ``torch.nn.Module`` teacher is put in eval mode and sees the queries on its own device; the
+    answers come back on the device the queries came from.
 
     ``used`` restores the count of a resumed run.
 
@@ -89,8 +90,10 @@ class ModelOracle:
             raise FedkdError(f"oracle batch_size {batch_size!r} must be a positive integer")
         if int(used) != used or used < 0 or (budget is not None and used > budget):
             raise FedkdError(f"oracle used {used!r} must be an integer in [0, budget={budget}]")
+        self._device = None  # a plain callable takes queries where they are
         if isinstance(model, torch.nn.Module):
             model.eval()
+            self._device = next((p.device for p in model.parameters()), None)
         self._model = model
         self.mode: str = mode
         self.budget: int | None = None if budget is None else int(budget)
@@ -109,8 +112,9 @@ class ModelOracle:
         if self.budget is not None and self.used + asked > self.budget:
             raise QueryBudgetExceeded(asked, self.used, self.budget)
         with torch.no_grad():
-            logits = torch.cat([self._model(chunk) for chunk in x.detach().split(self.batch_size)])
+            queries = x.detach().to(self._device) if self._device is not None else x.detach()
+            logits = torch.cat([self._model(chunk) for chunk in queries.split(self.batch_size)])
         self.used += asked
         if self.mode == "label":
-            return logits.argmax(dim=1)
-        return torch.softmax(logits.float(), dim=1)
+            return logits.argmax(dim=1).to(x.device)
+        return torch.softmax(logits.float(), dim=1).to(x.device)

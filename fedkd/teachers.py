@@ -89,8 +89,10 @@ def train_teacher(
     lr: float = 1e-3,
     augment: bool = True,
     data_path: str | None = None,
+    device: str = "cpu",
 ) -> Teacher:
-    """Train ``model`` on the train split of ``dataset`` (Adam, cross-entropy) and measure it on the test split."""
+    """Train ``model`` on ``device`` on the train split of ``dataset`` (Adam, cross-entropy) and measure it on the
+    test split."""
     from fedkd.data import load_dataset
     from fedkd.models import build_classifier
     from fedkd.seeding import seed_torch, torch_generator
@@ -104,12 +106,12 @@ def train_teacher(
                                  "augment": augment})
     train, test = data.split(test_fraction, info.split_seed)
     seed_torch(seed, "teacher", "init")
-    net = build_classifier(model, data.channels, data.image_size, data.n_classes)
-    x, y = train.tensors()
+    net = build_classifier(model, data.channels, data.image_size, data.n_classes).to(device)
+    x, y = train.tensors(device)
     train_classifier(net, x, y, epochs=epochs, batch_size=batch_size, lr=lr, augment=augment,
-                     generator=torch_generator(seed, "teacher", "train"))
+                     generator=torch_generator(seed, "teacher", "train", device=device))
     net.eval()
-    acc = evaluate_accuracy(net, *test.tensors())
+    acc = evaluate_accuracy(net, *test.tensors(device))
     return Teacher(net, dataclasses.replace(info, test_acc=round(acc, 6)))
 
 

@@ -25,6 +25,12 @@ def fedkd(*args: str) -> subprocess.CompletedProcess:
         (["run", "simulations/nope.toml"], "does not exist"),
         (["run", "simulations/crowd_fedavg.toml", "--resume"], "--resume needs --out"),
         (["plot", "/nonexistent/run"], "has no metrics.csv"),
+        (["teacher", "train", "--dataset", "digits", "--model", "lenet5", "--out", "/nonexistent/t", "--device", "tpu"],
+         "--device = 'tpu' is not a device name"),
+        (["prior", "train", "--dataset", "digits", "--out", "/nonexistent/p", "--device", "gpu0"],
+         "--device = 'gpu0' is not a device name"),
+        (["gan", "train", "--dataset", "digits", "--out", "/nonexistent/g", "--device", "cuda:7"],
+         "--device = 'cuda:7' is not available on this machine"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message):

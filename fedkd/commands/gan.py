@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fedkd.devices import add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gan", help="train and inspect the conditional GAN teacher of dark-knowledge distillation")
@@ -19,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--steps", type=int, default=4000, help="optimizer steps of each network")
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate of both networks")
+    add_device_option(train)
     train.set_defaults(func=handle_train)
 
     show = actions.add_parser("show", help="check a saved GAN and print its metadata")
@@ -28,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle_train(args: argparse.Namespace) -> int:
     from fedkd.data import load_dataset
+    from fedkd.devices import resolve_device
     from fedkd.generative.artifacts import parse_ints, reproducing_command
     from fedkd.generative.gan_training import GanTraining, train_gan_on_dataset
     from fedkd.models.conditional_gan import GanConfig, save_gan
@@ -38,8 +42,9 @@ def handle_train(args: argparse.Namespace) -> int:
                        disc_widths=parse_ints(args.disc_widths, "--disc-widths"))
     settings = GanTraining(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
     command = reproducing_command("fedkd gan train", args, (
-        "dataset", "out", "seed", "widths", "disc_widths", "z_dim", "steps", "batch_size", "lr"))
-    generator, discriminator, provenance = train_gan_on_dataset(args.dataset, config, settings, args.seed, command)
+        "dataset", "out", "seed", "widths", "disc_widths", "z_dim", "steps", "batch_size", "lr", "device"))
+    generator, discriminator, provenance = train_gan_on_dataset(args.dataset, config, settings, args.seed, command,
+                                                                resolve_device(args.device, "--device"))
     out = save_gan(generator, discriminator, args.out, provenance)
     print(f"conditional GAN on {args.dataset} (generator {sum(p.numel() for p in generator.parameters()):,} "
           f"parameters, {provenance.training['train_seconds']} s); saved to {out}")

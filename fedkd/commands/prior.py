@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fedkd.devices import add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prior", help="train and inspect the small diffusion prior (also the single-fold teacher)")
@@ -21,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine-decayed to 0)")
     train.add_argument("--ema-decay", type=float, default=0.995)
+    add_device_option(train)
     train.set_defaults(func=handle_train)
 
     show = actions.add_parser("show", help="check a saved diffusion model and print its metadata")
@@ -30,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle_train(args: argparse.Namespace) -> int:
     from fedkd.data import load_dataset
+    from fedkd.devices import resolve_device
     from fedkd.generative.artifacts import parse_ints, reproducing_command
     from fedkd.generative.prior_training import PriorTraining, train_prior_on_dataset
     from fedkd.models.diffusion import DiffusionConfig, save_prior
@@ -41,8 +45,9 @@ def handle_train(args: argparse.Namespace) -> int:
     settings = PriorTraining(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay)
     command = reproducing_command("fedkd prior train", args, (
         "dataset", "out", "seed", "widths", "layers_per_block", "timesteps", "steps", "batch_size", "lr", "ema_decay",
-        "class_conditional"))
-    model, provenance = train_prior_on_dataset(args.dataset, config, settings, args.seed, command)
+        "class_conditional", "device"))
+    model, provenance = train_prior_on_dataset(args.dataset, config, settings, args.seed, command,
+                                               resolve_device(args.device, "--device"))
     out = save_prior(model, args.out, provenance)
     print(f"diffusion prior on {args.dataset} ({sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{provenance.training['train_seconds']} s); saved to {out}")

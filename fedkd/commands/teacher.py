@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from fedkd.devices import add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("teacher", help="train, save and inspect the teachers that black-box runs query")
@@ -20,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     train.add_argument("--no-augment", dest="augment", action="store_false", help="no random 2-pixel shifts")
+    add_device_option(train)
     train.set_defaults(func=handle_train)
 
     show = actions.add_parser("show", help="check a saved teacher and print its metadata")
@@ -28,11 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle_train(args: argparse.Namespace) -> int:
+    from fedkd.devices import resolve_device
     from fedkd.teachers import save_teacher, train_teacher
 
     teacher = train_teacher(args.dataset, args.model, seed=args.seed, test_fraction=args.test_fraction,
                             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, augment=args.augment,
-                            data_path=args.data_path)
+                            data_path=args.data_path, device=resolve_device(args.device, "--device"))
     out = save_teacher(teacher, args.out)
     print(f"teacher {args.model} on {args.dataset}: test accuracy {teacher.info.test_acc:.4f}; saved to {out}")
     return 0

@@ -166,13 +166,14 @@ class AEDM:
     and ``augment_*`` settings). ``seconds["steer"]`` is this source's own time (noise optimisation and decoding).
     """
 
-    def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int) -> None:
+    def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int,
+                 device: str | torch.device = "cpu") -> None:
         config.validate()
         if config.query_box > image_size:
             raise ConfigError(f"aedm.query_box must be <= the teacher's image size {image_size} (0 = all of "
                               f"it), got {config.query_box}")
-        self.config, self.prior, self.image_size = config, prior, image_size
-        self.rng = torch_generator(seed, "aedm", "noise")
+        self.config, self.prior, self.image_size = config, prior.to(device), image_size
+        self.rng = torch_generator(seed, "aedm", "noise", device=device)
         self.seconds = {"steer": 0.0}
         self.store_training = StoreTraining(
             epochs=config.offline_epochs, batch_size=config.offline_batch_size, lr=config.offline_lr,
@@ -200,7 +201,7 @@ class AEDM:
     def noise(self, n: int) -> torch.Tensor:
         """``n`` starting noises ``x_T ~ N(0, I)`` of the prior's shape."""
         shape = (self.prior.config.channels, self.prior.config.image_size, self.prior.config.image_size)
-        return torch.randn((n, *shape), generator=self.rng)
+        return torch.randn((n, *shape), generator=self.rng, device=self.rng.device)
 
     def decode(self, x_T: torch.Tensor) -> torch.Tensor:
         """The prior's images (at its own size) for ``x_T``, without gradients."""

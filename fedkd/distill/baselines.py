@@ -28,8 +28,8 @@ class FixedSource:
 
     store_training = None
 
-    def __init__(self, seed: int, name: str) -> None:
-        self.rng = torch_generator(seed, name)
+    def __init__(self, seed: int, name: str, device: str | torch.device = "cpu") -> None:
+        self.rng = torch_generator(seed, name, device=device)
 
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return 0
@@ -53,22 +53,22 @@ class FixedSource:
 class RandomNoise(FixedSource):
     """Uniform noise in the image range [-1, 1]."""
 
-    def __init__(self, channels: int, image_size: int, seed: int) -> None:
-        super().__init__(seed, "random-noise")
+    def __init__(self, channels: int, image_size: int, seed: int, device: str | torch.device = "cpu") -> None:
+        super().__init__(seed, "random-noise", device)
         self.shape = (channels, image_size, image_size)
 
     def sample(self, n: int) -> torch.Tensor:
-        return torch.rand((n, *self.shape), generator=self.rng) * 2.0 - 1.0
+        return torch.rand((n, *self.shape), generator=self.rng, device=self.rng.device) * 2.0 - 1.0
 
 
 class RealData(FixedSource):
-    """Unlabeled images ``pool`` (N, C, H, W) in [-1, 1], drawn uniformly with replacement."""
+    """Unlabeled images ``pool`` (N, C, H, W) in [-1, 1], drawn uniformly with replacement; kept on ``device``."""
 
-    def __init__(self, pool: torch.Tensor, seed: int) -> None:
+    def __init__(self, pool: torch.Tensor, seed: int, device: str | torch.device = "cpu") -> None:
         if pool.dim() != 4 or len(pool) == 0:
             raise DataError(f"a real-data pool must be a non-empty (N, C, H, W) tensor, got shape {tuple(pool.shape)}")
-        super().__init__(seed, "real-data")
-        self.pool = pool
+        super().__init__(seed, "real-data", device)
+        self.pool = pool.to(device)
 
     def sample(self, n: int) -> torch.Tensor:
-        return self.pool[torch.randint(len(self.pool), (n,), generator=self.rng)]
+        return self.pool[torch.randint(len(self.pool), (n,), generator=self.rng, device=self.rng.device)]

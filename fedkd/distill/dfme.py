@@ -42,9 +42,11 @@ class DFMEConfig(GeneratorSettings):
 class DFME(GeneratorSynthesizer):
     """The DFME query synthesizer: one generator, one exploration step per iteration."""
 
-    def __init__(self, config: DFMEConfig, channels: int, image_size: int, seed: int) -> None:
+    def __init__(self, config: DFMEConfig, channels: int, image_size: int, seed: int,
+                 device: str | torch.device = "cpu") -> None:
         config.validate()
-        super().__init__("dfme", config.nz, config.body, config.width, config.resolution, channels, image_size, seed)
+        super().__init__("dfme", config.nz, config.body, config.width, config.resolution, channels, image_size, seed,
+                         device)
         self.config = config
         self.params = list(self.generator.parameters())
         self.optimizers = {"generator": torch.optim.Adam(self.params, lr=config.lr)}

@@ -56,23 +56,24 @@ def build_synthesizer(cfg: ExperimentConfig, channels: int, image_size: int, dat
                       pool: Callable[[], torch.Tensor]) -> QuerySynthesizer:
     """The query source ``cfg.distill.method`` names, seeded from the run seed: the one factory of centralized and
     federated runs. ``dataset`` is the teacher's (or the clients') data, which an AEDM prior must not have learnt;
-    ``pool()`` gives the unlabeled images of ``real`` (called only for that method)."""
+    ``pool()`` gives the unlabeled images of ``real`` (called only for that method). The source, its generator
+    and its random streams live on ``run.device``."""
     from fedkd.distill.aedm import AEDM, load_aedm_prior, require_no_fresh_student_batches
     from fedkd.distill.baselines import RandomNoise, RealData
     from fedkd.distill.dfme import DFME
     from fedkd.distill.tandemgan import TandemGAN
 
-    method, seed = cfg.distill.method, cfg.run.seed
+    method, seed, device = cfg.distill.method, cfg.run.seed, cfg.run.device
     if method == "tandemgan":
-        return TandemGAN(cfg.tandemgan, channels, image_size, seed)
+        return TandemGAN(cfg.tandemgan, channels, image_size, seed, device)
     if method == "dfme":
-        return DFME(cfg.dfme, channels, image_size, seed)
+        return DFME(cfg.dfme, channels, image_size, seed, device)
     if method == "random":
-        return RandomNoise(channels, image_size, seed)
+        return RandomNoise(channels, image_size, seed, device)
     if method == "aedm":
         require_no_fresh_student_batches(cfg.distill.student_steps)
-        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, dataset, channels), image_size, seed)
-    return RealData(pool(), seed)
+        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, dataset, channels), image_size, seed, device)
+    return RealData(pool(), seed, device)
 
 
 def evaluate_student(student: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -95,21 +96,21 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.train import predict_logits
 
     settings: DistillConfig = cfg.distill
-    if cfg.run.device != "cpu":
-        raise ConfigError(f"run.device = {cfg.run.device!r}: blackbox runs support only 'cpu' so far")
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    device = cfg.run.device
     teacher = load_teacher(resolve_teacher_path(cfg.teacher.path), dataset=cfg.data.dataset)
+    teacher.model.to(device)
     info = teacher.info
     if cfg.data.test_fraction != info.test_fraction:
         raise ConfigError(f"data.test_fraction = {cfg.data.test_fraction} differs from the teacher's split "
                           f"({info.test_fraction}); the student must be measured on the teacher's test split")
     train, test = teacher_splits(info, cfg.data.path)
-    x_test, y_test = test.tensors()
+    x_test, y_test = test.tensors(device)
     teacher_labels = predict_logits(teacher.model, x_test).argmax(1)
 
     seed_torch(cfg.run.seed, "student", "init")
-    student = build_classifier(settings.student_model, info.channels, info.image_size, info.n_classes)
+    student = build_classifier(settings.student_model, info.channels, info.image_size, info.n_classes).to(device)
     checkpoint = rundir.load_checkpoint()
     if checkpoint is not None and checkpoint.state.get("complete"):
         return

@@ -184,7 +184,7 @@ class BlackBoxDistiller:
         self.wave_size = wave_size
         self.store_training = store_training or getattr(synthesizer, "store_training", None)
         self.store = AnswerStore() if self.store_training is not None else None
-        self.store_rng = torch_generator(seed, "answer-store")
+        self.store_rng = torch_generator(seed, "answer-store", device=next(student.parameters()).device)
         self.round = 0
         self.iterations = 0
         self.student_updates = 0

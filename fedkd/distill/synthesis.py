@@ -107,22 +107,24 @@ class GeneratorSynthesizer:
     """A ``TandemGenerator`` with its latent and perturbation streams, seeded under ``name``; subclasses add
     optimizers, their ``config`` (a ``GeneratorSettings``) and ``learn``.
 
-    ``sample`` draws from the whole generator without gradients; ``state_dict`` covers the generator,
+    The generator and both streams live on ``device`` (initialised on the CPU from the seed, then moved, so
+    the weights are the same on every device). ``sample`` draws from the whole generator without gradients;
+    ``state_dict`` covers the generator,
     every optimizer in ``self.optimizers`` and both random streams, so a resumed run continues exactly.
     """
 
     def __init__(self, name: str, nz: int, body: GeneratorBodyKind, width: int, resolution: int,
-                 channels: int, image_size: int, seed: int) -> None:
+                 channels: int, image_size: int, seed: int, device: str | torch.device = "cpu") -> None:
         seed_torch(seed, name, "init")
         self.nz = nz
-        self.generator = TandemGenerator(nz, channels, image_size, body, width, resolution)
-        self.latent = torch_generator(seed, name, "latent")
-        self.directions = torch_generator(seed, name, "zo-directions")
+        self.generator = TandemGenerator(nz, channels, image_size, body, width, resolution).to(device)
+        self.latent = torch_generator(seed, name, "latent", device=device)
+        self.directions = torch_generator(seed, name, "zo-directions", device=device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.store_training = None
 
     def latent_batch(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.nz, generator=self.latent)
+        return torch.randn(n, self.nz, generator=self.latent, device=self.latent.device)
 
     def propose(self, student: nn.Module, batch_size: int, mode: str) -> Proposal:
         """The exploration batch of ``batch_size`` fresh latents (``propose_exploration``)."""

@@ -80,10 +80,11 @@ class TandemGANConfig(GeneratorSettings):
 class TandemGAN(GeneratorSynthesizer):
     """The TandemGAN query synthesizer; see the module docstring for the objectives."""
 
-    def __init__(self, config: TandemGANConfig, channels: int, image_size: int, seed: int) -> None:
+    def __init__(self, config: TandemGANConfig, channels: int, image_size: int, seed: int,
+                 device: str | torch.device = "cpu") -> None:
         config.validate()
         super().__init__("tandemgan", config.nz, config.body, config.width, config.resolution, channels, image_size,
-                         seed)
+                         seed, device)
         self.config = config
         self.body_params = list(self.generator.body.parameters())
         self.head_params = list(self.generator.head.parameters())

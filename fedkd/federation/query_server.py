@@ -62,7 +62,7 @@ class QueryServer:
         self.cfg = cfg
         _, test = train_test(cfg)
         self.shape, self.n_classes = (test.channels, test.image_size, test.image_size), test.n_classes
-        self.x_test, self.y_test = test.tensors()
+        self.x_test, self.y_test = test.tensors(cfg.run.device)
         self.combiner = AnswerCombiner(cfg.query.combine, self.n_classes, seed=derive_seed(cfg.run.seed, "combiner"))
         self.link: ClientLink | None = None
         self.server_round = 0
@@ -72,6 +72,7 @@ class QueryServer:
         """The global student with its oracle and distiller (called once, after the driver seeded torch)."""
         cfg = self.cfg
         student = build_classifier(cfg.distill.student_model, self.shape[0], self.shape[1], self.n_classes)
+        student.to(cfg.run.device)
         self.oracle = ModelOracle(self._ask_federation, mode=cfg.distill.mode, budget=cfg.distill.budget,
                                   batch_size=cfg.distill.budget)
         synthesizer = build_synthesizer(cfg, self.shape[0], self.shape[1], cfg.data.dataset, self.public_pool)
@@ -130,7 +131,7 @@ class QueryServer:
         if self.cfg.query.eval_ensemble and self.partitions:
             server_metrics.update(self._evaluate_ensemble())
         return RoundOutcome(
-            weights={k: v.detach().clone() for k, v in distiller.student.state_dict().items()},
+            weights={k: v.detach().cpu().clone() for k, v in distiller.student.state_dict().items()},
             client_metrics=trained.metrics,
             server_metrics=server_metrics,
             queries=self.oracle.used,
@@ -142,7 +143,7 @@ class QueryServer:
     def _answers(self, x: torch.Tensor, mode: str) -> dict[int, torch.Tensor]:
         if self.link is None:
             raise FedkdError("the federation was queried outside a round")
-        codes, scale = encode_images(x)
+        codes, scale = encode_images(x.cpu())  # the wire carries CPU tensors
         answers = self.link.ask(self.server_round, self.partitions, codes, scale, mode)
         if not answers:
             raise FedkdError(f"round {self.server_round}: no client answered a query wave; "
@@ -158,7 +159,7 @@ class QueryServer:
         reference = AnswerCombiner(method, self.n_classes)
         reference.set_label_counts(self.combiner.label_counts)
         ensemble = reference(self._answers(self.x_test, self.cfg.distill.mode))
-        predicted = ensemble.argmax(dim=1)
+        predicted = ensemble.argmax(dim=1).to(self.y_test.device)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():

@@ -53,8 +53,9 @@ def distill_generator(teacher: ConditionalGenerator, student: ConditionalGenerat
                       on_log: Callable[[int, float], None] | None = None, log_every: int = 100) -> float:
     """Train ``student`` (in place) to imitate ``teacher``; returns the mean loss of the last ``log_every`` steps.
 
-    ``generator`` is the only source of inputs (noise and labels). ``discriminator`` is required when
-    ``settings.adversarial_weight`` > 0. ``on_log(step, mean_loss)`` is called every ``log_every`` steps.
+    ``generator`` is the only source of inputs (noise and labels), drawn on its device, where the networks live.
+    ``discriminator`` is required when ``settings.adversarial_weight`` > 0. ``on_log(step, mean_loss)`` is called
+    every ``log_every`` steps.
     """
     settings.validate()
     if settings.adversarial_weight > 0 and discriminator is None:
@@ -62,11 +63,12 @@ def distill_generator(teacher: ConditionalGenerator, student: ConditionalGenerat
     if (student.config.n_classes, student.config.z_dim) != (teacher.config.n_classes, teacher.config.z_dim):
         raise ConfigError("student and teacher must share n_classes and z_dim to see the same inputs")
     teacher.eval()
-    adapter = ChannelAdapter(student.config.widths[-1], teacher.config.widths[-1])
+    adapter = ChannelAdapter(student.config.widths[-1], teacher.config.widths[-1]).to(generator.device)
 
     def loss_fn() -> torch.Tensor:
-        z = torch.randn(settings.batch_size, teacher.config.z_dim, generator=generator)
-        y = torch.randint(0, teacher.config.n_classes, (settings.batch_size,), generator=generator)
+        n, device = settings.batch_size, generator.device
+        z = torch.randn(n, teacher.config.z_dim, generator=generator, device=device)
+        y = torch.randint(0, teacher.config.n_classes, (n,), generator=generator, device=device)
         with torch.no_grad():
             target, h_teacher = teacher.forward_with_hidden(z, y)
         images, h_student = student.forward_with_hidden(z, y)

@@ -128,17 +128,18 @@ class _Quality:
     """Logs FID-like, precision, recall (and with a classifier, class accuracy) of one image set under a
     variant name, with its sampling time; every row carries the run phase as its ``round``."""
 
-    def __init__(self, rundir: RunDir, feature_net: str, dataset: str, classifier: str = "") -> None:
+    def __init__(self, rundir: RunDir, feature_net: str, dataset: str, classifier: str = "",
+                 device: str = "cpu") -> None:
         from fedkd.metrics import FidLike
 
         self.rundir = rundir
-        self.fid = FidLike.from_teacher(feature_net, dataset=dataset)
+        self.fid = FidLike.from_teacher(feature_net, dataset=dataset, device=device)
         self.classifier = None
         if classifier:
             from fedkd.generative.artifacts import resolve_path
             from fedkd.teachers import load_teacher
 
-            self.classifier = load_teacher(resolve_path(classifier), dataset=dataset).model
+            self.classifier = load_teacher(resolve_path(classifier), dataset=dataset).model.to(device)
 
     def log(self, name: str, sample: Callable[[], torch.Tensor], phase: int,
             labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,26 +162,21 @@ class _Quality:
         return images
 
 
-def _require_cpu(cfg: ExperimentConfig) -> None:
-    if cfg.run.device != "cpu":
-        raise ConfigError(f"run.device = {cfg.run.device!r}: the generative baselines run on 'cpu' only")
-
-
 def run_dark_knowledge(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.generative.dark_knowledge import distill_generator
     from fedkd.generative.grids import save_grids
     from fedkd.models.conditional_gan import ConditionalGenerator, load_gan
     from fedkd.seeding import seed_torch, torch_generator
 
-    _require_cpu(cfg)
     phases = PhaseCheckpoints(rundir)
     if phases.complete:
         return
-    seed = cfg.run.seed
+    seed, device = cfg.run.seed, cfg.run.device
     teacher, discriminator = load_gan(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
-    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset, cfg.eval.classifier)
-    z = torch.randn(cfg.eval.samples, teacher.config.z_dim, generator=torch_generator(seed, "eval", "z"))
-    y = torch.arange(cfg.eval.samples) % teacher.config.n_classes
+    teacher, discriminator = teacher.to(device), discriminator.to(device)
+    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset, cfg.eval.classifier, device)
+    z = torch.randn(cfg.eval.samples, teacher.config.z_dim, generator=torch_generator(seed, "eval", "z")).to(device)
+    y = (torch.arange(cfg.eval.samples) % teacher.config.n_classes).to(device)
     student_config = dataclasses.replace(teacher.config, widths=cfg.student.widths)
     if phases.is_done(0):
         with torch.no_grad():
@@ -196,14 +192,14 @@ def run_dark_knowledge(cfg: ExperimentConfig, rundir: RunDir) -> None:
         variants["adversarial_only"] = dataclasses.replace(cfg.distill, feature_weight=0.0)
     for phase, (name, settings) in enumerate(variants.items(), start=1):
         seed_torch(seed, "student", "init")
-        student = ConditionalGenerator(student_config)
+        student = ConditionalGenerator(student_config).to(device)
         if phases.is_done(phase):
             student.load_state_dict(phases.weights(name))
             with torch.no_grad():
                 grids[name] = student.eval()(z, y)
             continue
         start = time.perf_counter()
-        distill_generator(teacher, student, settings, torch_generator(seed, "distill"), discriminator,
+        distill_generator(teacher, student, settings, torch_generator(seed, "distill", device=device), discriminator,
                           on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss, round=r,
                                                                                 step=step),
                           log_every=cfg.eval.log_every)
@@ -223,26 +219,25 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
     from fedkd.models.diffusion import DiffusionModel, load_prior, save_prior
     from fedkd.seeding import seed_torch, torch_generator
 
-    _require_cpu(cfg)
     phases = PhaseCheckpoints(rundir)
     if phases.complete:
         return
-    seed = cfg.run.seed
-    teacher = load_prior(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset})
+    seed, device = cfg.run.seed, cfg.run.device
+    teacher = load_prior(cfg.teacher.path, expect={"dataset": cfg.teacher.dataset}).to(device)
     total = teacher.num_steps
     halvings = {t: _halvings(total, t) for t in cfg.student.steps}
     for n in cfg.eval.teacher_steps:
         teacher.sampling_steps(n)  # raises a ConfigError naming the allowed range
     split = teacher.meta["training"]
     train, _ = load_dataset(cfg.teacher.dataset).split(split["test_fraction"], split["split_seed"])
-    x0, _ = train.tensors()
-    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset)
+    x0, _ = train.tensors(device)
+    quality = _Quality(rundir, cfg.eval.feature_net, cfg.teacher.dataset, device=device)
     shape = (cfg.eval.samples, teacher.config.channels, teacher.config.image_size, teacher.config.image_size)
-    x_T = torch.randn(shape, generator=torch_generator(seed, "eval", "x_T"))
+    x_T = torch.randn(shape, generator=torch_generator(seed, "eval", "x_T")).to(device)  # the same on every device
 
     def ddpm_noise() -> torch.Generator:
         """The same DDPM noise stream for every model, so their samples differ only by the model."""
-        return torch_generator(seed, "eval", "ddpm")
+        return torch_generator(seed, "eval", "ddpm", device=device)
 
     grids = {}
     for n in sorted(set(cfg.eval.teacher_steps) | set(cfg.student.steps), reverse=True):
@@ -260,7 +255,7 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
     for steps, k in sorted(halvings.items(), reverse=True):
         phase += 1
         seed_torch(seed, "student", "init")
-        student = fold_student(teacher, total // steps, **architecture)
+        student = fold_student(teacher, total // steps, **architecture).to(device)
         name = f"single_fold@{steps}"
         if phases.is_done(phase):
             student.load_state_dict(phases.weights(name))
@@ -270,7 +265,7 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
         settings = DiffusionDistillation(round(k * cfg.distill.steps_per_halving), cfg.distill.batch_size,
                                          cfg.distill.lr)
         start = time.perf_counter()
-        single_fold_distill(teacher, student, x0, settings, torch_generator(seed, "distill", name),
+        single_fold_distill(teacher, student, x0, settings, torch_generator(seed, "distill", name, device=device),
                             cfg.distill.feature_weight, log_every=cfg.eval.log_every,
                             on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss,
                                                                                   round=r, step=step))
@@ -296,7 +291,8 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
             clock["round_start"] = time.perf_counter()
 
         progressive_distill(
-            teacher, x0, per_round, int(rounds), torch_generator(seed, "distill", "progressive"), architecture,
+            teacher, x0, per_round, int(rounds), torch_generator(seed, "distill", "progressive", device=device),
+            architecture,
             log_every=cfg.eval.log_every, on_round=finish_round,
             on_log=lambda r, step, loss: rundir.log(f"train_loss/progressive@{total >> r}", loss, round=phase,
                                                     step=(r - 1) * per_round.steps + step))

@@ -40,18 +40,22 @@ class GanTraining:
 
 def train_gan(x: torch.Tensor, y: torch.Tensor, config: GanConfig, settings: GanTraining,
               seed: int) -> tuple[ConditionalGenerator, ConditionalDiscriminator]:
-    """Fit a fresh conditional generator and discriminator to images ``x`` with labels ``y``; both in eval mode."""
+    """Fit a fresh conditional generator and discriminator to images ``x`` with labels ``y``; both in eval mode.
+
+    Both networks and the random stream live on ``x``'s device (initialised on the CPU, so the same weights).
+    """
     settings.validate()
     seed_torch(seed, "gan", "init")
-    generator, discriminator = ConditionalGenerator(config), ConditionalDiscriminator(config)
+    generator = ConditionalGenerator(config).to(x.device)
+    discriminator = ConditionalDiscriminator(config).to(x.device)
     opt_g = torch.optim.Adam(generator.parameters(), lr=settings.lr, betas=(0.0, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=settings.lr, betas=(0.0, 0.999))
-    gen = torch_generator(seed, "gan", "train")
+    gen = torch_generator(seed, "gan", "train", device=x.device)
     bar = progress(range(settings.steps), desc="gan")
     for _ in bar:
-        idx = torch.randint(0, len(x), (settings.batch_size,), generator=gen)
-        z = torch.randn(settings.batch_size, config.z_dim, generator=gen)
-        y_fake = torch.randint(0, config.n_classes, (settings.batch_size,), generator=gen)
+        idx = torch.randint(0, len(x), (settings.batch_size,), generator=gen, device=gen.device)
+        z = torch.randn(settings.batch_size, config.z_dim, generator=gen, device=gen.device)
+        y_fake = torch.randint(0, config.n_classes, (settings.batch_size,), generator=gen, device=gen.device)
         fake = generator(z, y_fake)
         loss_d = (F.relu(1 - discriminator(x[idx], y[idx])).mean()
                   + F.relu(1 + discriminator(fake.detach(), y_fake)).mean())
@@ -66,9 +70,9 @@ def train_gan(x: torch.Tensor, y: torch.Tensor, config: GanConfig, settings: Gan
     return generator.eval(), discriminator.eval()
 
 
-def train_gan_on_dataset(dataset: str, config: GanConfig, settings: GanTraining, seed: int, command: str
-                         ) -> tuple[ConditionalGenerator, ConditionalDiscriminator, Provenance]:
-    """Train on the training split of a registered dataset; returns both networks and their provenance."""
+def train_gan_on_dataset(dataset: str, config: GanConfig, settings: GanTraining, seed: int, command: str,
+                         device: str = "cpu") -> tuple[ConditionalGenerator, ConditionalDiscriminator, Provenance]:
+    """Train on ``device`` on the training split of a registered dataset; returns both networks and provenance."""
     from fedkd.data import load_dataset
 
     data = load_dataset(dataset)
@@ -78,7 +82,7 @@ def train_gan_on_dataset(dataset: str, config: GanConfig, settings: GanTraining,
                           f"{config.channels}x{config.image_size}x{config.image_size}")
     train, _ = data.split(settings.test_fraction, seed)
     start = time.perf_counter()
-    generator, discriminator = train_gan(*train.tensors(), config, settings, seed)
+    generator, discriminator = train_gan(*train.tensors(device), config, settings, seed)
     provenance = Provenance(command=command, dataset=dataset, seed=seed,
                             training={**settings.__dict__, "split_seed": seed,
                                       "train_seconds": round(time.perf_counter() - start, 1)})

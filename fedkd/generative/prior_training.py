@@ -50,19 +50,20 @@ def train_prior(x: torch.Tensor, config: DiffusionConfig, settings: PriorTrainin
                 y: torch.Tensor | None = None) -> DiffusionModel:
     """Fit a fresh ``DiffusionModel(config)`` to images ``x`` (labels ``y`` if conditional); returns the EMA model.
 
-    The learning rate decays by a cosine from ``lr`` to 0 over the run.
+    The learning rate decays by a cosine from ``lr`` to 0 over the run. The model and the random stream live on
+    ``x``'s device (initialised on the CPU, so the same weights everywhere).
     """
     settings.validate()
     seed_torch(seed, "prior", "init")
-    model = DiffusionModel(config)
+    model = DiffusionModel(config).to(x.device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=settings.steps)
-    gen = torch_generator(seed, "prior", "train")
+    gen = torch_generator(seed, "prior", "train", device=x.device)
     model.train()
     bar = progress(range(settings.steps), desc="prior")
     for _ in bar:
-        idx = torch.randint(0, len(x), (settings.batch_size,), generator=gen)
+        idx = torch.randint(0, len(x), (settings.batch_size,), generator=gen, device=gen.device)
         loss = model.training_loss(x[idx], gen, None if y is None else y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,8 +75,8 @@ def train_prior(x: torch.Tensor, config: DiffusionConfig, settings: PriorTrainin
 
 
 def train_prior_on_dataset(dataset: str, config: DiffusionConfig, settings: PriorTraining, seed: int,
-                           command: str) -> tuple[DiffusionModel, Provenance]:
-    """Train on the training split of a registered dataset; returns the model and its provenance record."""
+                           command: str, device: str = "cpu") -> tuple[DiffusionModel, Provenance]:
+    """Train on ``device`` on the training split of a registered dataset; returns the model and its provenance."""
     from fedkd.data import load_dataset
 
     data = load_dataset(dataset)
@@ -83,7 +84,7 @@ def train_prior_on_dataset(dataset: str, config: DiffusionConfig, settings: Prio
         raise ConfigError(f"dataset {dataset!r} has {data.channels}x{data.image_size}x{data.image_size} images; "
                           f"the prior is configured for {config.channels}x{config.image_size}x{config.image_size}")
     train, _ = data.split(settings.test_fraction, seed)
-    x, y = train.tensors()
+    x, y = train.tensors(device)
     start = time.perf_counter()
     model = train_prior(x, config, settings, seed, y if config.n_classes else None)
     provenance = Provenance(command=command, dataset=dataset, seed=seed,

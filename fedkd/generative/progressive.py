@@ -49,7 +49,7 @@ def progressive_distill(teacher: DiffusionModel, x0: torch.Tensor, settings: Dif
     current = teacher
     for round_ in range(1, rounds + 1):
         overrides = (architecture or {}) if round_ == 1 else {}
-        student = current.with_steps(current.schedule.fold(2), **overrides)
+        student = current.with_steps(current.schedule.fold(2), **overrides).to(x0.device)
         if round_ > 1:
             student.unet.load_state_dict(current.unet.state_dict())
         report = None if on_log is None else (lambda step, loss, r=round_: on_log(r, step, loss))

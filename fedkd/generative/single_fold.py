@@ -59,8 +59,8 @@ def single_fold_distill(teacher: DiffusionModel, student: DiffusionModel, x0: to
     settings.validate()
     if feature_weight < 0:
         raise ConfigError(f"feature_weight must be >= 0, got {feature_weight}")
-    teacher_pos = teacher.schedule.positions_of(student.schedule.timesteps)
-    adapter = ChannelAdapter(student.config.widths[0], teacher.config.widths[0])
+    teacher_pos = teacher.schedule.positions_of(student.schedule.timesteps).to(x0.device)
+    adapter = ChannelAdapter(student.config.widths[0], teacher.config.widths[0]).to(x0.device)
 
     def loss_fn() -> torch.Tensor:
         x_t, pos = noisy_batch(student, x0, settings.batch_size, generator)
@@ -84,6 +84,6 @@ def single_fold_distill(teacher: DiffusionModel, student: DiffusionModel, x0: to
 def noisy_batch(model: DiffusionModel, x0: torch.Tensor, batch_size: int,
                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(x_t, step) for a random batch of ``x0``, steps uniform over ``model``'s own steps and fresh noise."""
-    x = x0[torch.randint(0, len(x0), (batch_size,), generator=generator)]
-    pos = torch.randint(0, model.num_steps, (batch_size,), generator=generator)
-    return model.add_noise(x, pos, torch.randn(x.shape, generator=generator)), pos
+    x = x0[torch.randint(0, len(x0), (batch_size,), generator=generator, device=generator.device)]
+    pos = torch.randint(0, model.num_steps, (batch_size,), generator=generator, device=generator.device)
+    return model.add_noise(x, pos, torch.randn(x.shape, generator=generator, device=generator.device)), pos

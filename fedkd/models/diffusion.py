@@ -199,8 +199,8 @@ class DiffusionModel(nn.Module):
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator,
                       y: torch.Tensor | None = None) -> torch.Tensor:
         """The DDPM objective ``E ||eps_theta(x_t, t) - eps||^2`` with t uniform over the model's steps."""
-        step = torch.randint(0, self.num_steps, (len(x0),), generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        step = torch.randint(0, self.num_steps, (len(x0),), generator=generator, device=generator.device).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
         return F.mse_loss(self.eps(self.add_noise(x0, step, noise), step, y), noise)
 
     def sampling_steps(self, steps: int | None = None) -> list[int]:
@@ -239,8 +239,9 @@ class DiffusionModel(nn.Module):
         for n, (pos, prev) in enumerate(zip(order, [*order[1:], -1], strict=True)):
             if n == len(order) - k and n > 0:
                 x = x.detach() + (x_T - x_T.detach())  # straight-through: d x / d x_T = I for the untracked steps
+            noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) if eta else None
             args = (x, torch.full((len(x),), pos, device=x.device), torch.full((len(x),), prev, device=x.device), eta,
-                    torch.randn(x.shape, generator=generator).to(x.device) if eta else None, y, clip)
+                    noise, y, clip)
             if n < len(order) - k:
                 with torch.no_grad():
                     x = self.ddim_update(*args)
