@@ -30,6 +30,7 @@ from strategies.server import make_server_app
 def check_federated(cfg: ExperimentConfig) -> None:
     """What the server would find wrong after Ray's start-up, found before it: the data and its partition, the
     strategy's settings, and the global model with whatever it needs (a generator for the image size, a prior)."""
+    _filter_flower_log()  # building the strategy here is where Flower's FedAvg would first warn
     client_partitions(cfg)
     _, test = train_test(cfg)
     strategy = get_strategy(cfg.federation.strategy)(cfg)
@@ -52,13 +53,17 @@ class _UnactionableFlowerWarnings(logging.Filter):
         return record.levelno >= logging.WARNING and not any(text in message for text in self.DROPPED)
 
 
+def _filter_flower_log() -> None:
+    flower_log = logging.getLogger("flwr")
+    if not any(isinstance(f, _UnactionableFlowerWarnings) for f in flower_log.filters):
+        flower_log.addFilter(_UnactionableFlowerWarnings())
+
+
 def run_federated(cfg: ExperimentConfig, run: RunDir, client_app: ClientApp = default_client_app) -> None:
     """Simulate ``cfg``'s federation with Ray; ``client_app`` swaps in another ClientApp (tests, custom clients)."""
     for key, value in SIMULATION_ENV.items():
         os.environ.setdefault(key, value)
-    flower_log = logging.getLogger("flwr")
-    if not any(isinstance(f, _UnactionableFlowerWarnings) for f in flower_log.filters):
-        flower_log.addFilter(_UnactionableFlowerWarnings())
+    _filter_flower_log()
     speed_up_simulation_state()
     gpus = cfg.federation.client_gpus
     with warnings.catch_warnings():

@@ -45,9 +45,10 @@ def labels_case(body: str, message: str) -> Case:
 
 
 def existing_run(folder: Path) -> None:
-    """A started run in ``folder/run`` with one logged round, as a run interrupted after round 1 leaves it."""
-    run = RunDir.open(folder / "run", load_config(CROWD_FEDAVG))
-    run.log("test_acc", 0.5, round=1)
+    """A started run in ``folder/run`` with one logged round, as a run stopped after round 1 leaves it (released:
+    the process that wrote it is gone)."""
+    with RunDir.open(folder / "run", load_config(CROWD_FEDAVG)) as run:
+        run.log("test_acc", 0.5, round=1)
 
 
 CASES = {
@@ -116,6 +117,8 @@ CASES = {
                                                "--set", "distill.budget=1000", "--out", "{d}/run"], "distill.budget"),
     "config-device-tpu": Case(["run", CROWD_FEDAVG, "--set", "run.device=tpu", "--out", "{d}/run"], "run.device"),
 }
+
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

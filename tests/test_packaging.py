@@ -66,8 +66,8 @@ def test_a_non_editable_install_runs_a_shipped_config_from_another_directory(tmp
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # PYTHONPATH goes: Ray puts the source tree on it when an earlier test of this process ran a simulation
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PIP_NO_INDEX": "1", "FEDKD_QUIET": "1"}
+    # Without PYTHONPATH: an in-process Ray run earlier in the session may have put the checkout on it.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PIP_NO_INDEX": "1", "FEDKD_QUIET": "1"}
     subprocess.run([python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q", str(source)],
                    check=True, env=env, capture_output=True)
     shutil.rmtree(source)  # nothing may be read from the source tree any more
