@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.federated import CLEANINGS, NOISE
 from fedkd.data.crowd import NOISE_KINDS
+from fedkd_benchmarks.federated import CLEANINGS, NOISE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

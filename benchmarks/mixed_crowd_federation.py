@@ -18,7 +18,7 @@ import argparse
 
 import pandas as pd
 
-from benchmarks.federated import CLEANINGS, CONFIGS, NOISE, ROOT, run_one
+from fedkd_benchmarks.federated import CLEANINGS, CONFIGS, NOISE, ROOT, run_one
 
 RESULTS = ROOT / "benchmarks" / "results"
 

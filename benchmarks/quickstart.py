@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 import fedkd
-from benchmarks.federation_overhead import PeakMemory
+from fedkd_benchmarks.federation_overhead import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -402,7 +402,7 @@ def aedm_prose() -> str:
 
 @block("aedm_budgets")
 def aedm_budgets() -> str:
-    from benchmarks.blackbox_distill import TABLE_BUDGETS
+    from fedkd_benchmarks.blackbox_distill import TABLE_BUDGETS
 
     curves = read("blackbox_curves.csv").query("dataset == 'mnist5k'")
     rows = []

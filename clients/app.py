@@ -16,7 +16,19 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from clients.protocol import (
+from fedkd.config import ExperimentConfig
+from fedkd.errors import FedkdError
+from fedkd.federation.data import ClientData, client_data
+from fedkd.federation.local import (
+    ClientState,
+    answer_queries,
+    ingest_labels,
+    label_counts,
+    local_train,
+    own_model_round,
+)
+from fedkd.payload import compact_answers, decode_images
+from fedkd_clients.protocol import (
     ANSWER_MODE,
     ANSWERS,
     ARRAYS,
@@ -32,18 +44,6 @@ from clients.protocol import (
     TENSOR,
     read_instruction_config,
 )
-from fedkd.config import ExperimentConfig
-from fedkd.errors import FedkdError
-from fedkd.federation.data import ClientData, client_data
-from fedkd.federation.local import (
-    ClientState,
-    answer_queries,
-    ingest_labels,
-    label_counts,
-    local_train,
-    own_model_round,
-)
-from fedkd.payload import compact_answers, decode_images
 
 STATE_KEY = "fedkd-client-state"
 

@@ -14,7 +14,6 @@ import warnings
 from flwr.clientapp import ClientApp
 from flwr.simulation import run_simulation
 
-from clients.app import app as default_client_app
 from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
 from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.loop import DistillConfig
@@ -22,9 +21,10 @@ from fedkd.distill.tandemgan import TandemGANConfig
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
 from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
-from simulations.flower_speedups import speed_up_simulation_state
-from strategies.registry import get_strategy
-from strategies.server import make_server_app
+from fedkd_clients.app import app as default_client_app
+from fedkd_simulations.flower_speedups import speed_up_simulation_state
+from fedkd_strategies.registry import get_strategy
+from fedkd_strategies.server import make_server_app
 
 
 def check_federated(cfg: ExperimentConfig) -> None:

@@ -15,13 +15,13 @@ from flwr.app import ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
-from clients.protocol import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
 from fedkd.config import ExperimentConfig
 from fedkd.errors import ConfigError
 from fedkd.federation.rounds import nbytes
 from fedkd.federation.sampling import sampled_partitions
-from strategies.base import FederatedStrategy, RoundOutcome
-from strategies.messaging import FlowerLink, reply_metrics
+from fedkd_clients.protocol import ARRAYS, CONFIG, METRICS, NUM_EXAMPLES, PARTITION, instruction_config
+from fedkd_strategies.base import FederatedStrategy, RoundOutcome
+from fedkd_strategies.messaging import FlowerLink, reply_metrics
 
 
 class OrderedReplies:

@@ -16,7 +16,9 @@ import torch
 from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
-from clients.protocol import (
+from fedkd.config import ExperimentConfig
+from fedkd.federation.rounds import Failure, Traffic, TrainReplies, nbytes
+from fedkd_clients.protocol import (
     ANSWERS,
     CODES,
     CONFIG,
@@ -30,8 +32,6 @@ from clients.protocol import (
     TENSOR,
     instruction_config,
 )
-from fedkd.config import ExperimentConfig
-from fedkd.federation.rounds import Failure, Traffic, TrainReplies, nbytes
 
 __all__ = ["Failure", "FlowerLink", "failures_of", "reply_metrics"]
 

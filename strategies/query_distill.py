@@ -18,8 +18,8 @@ from flwr.serverapp import Grid
 
 from fedkd.config import ExperimentConfig
 from fedkd.federation.query_server import QueryServer
-from strategies.base import FederatedStrategy, RoundOutcome
-from strategies.messaging import FlowerLink
+from fedkd_strategies.base import FederatedStrategy, RoundOutcome
+from fedkd_strategies.messaging import FlowerLink
 
 
 class QueryDistillation(FederatedStrategy):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from fedkd.errors import ConfigError
-from strategies.base import FederatedStrategy
+from fedkd_strategies.base import FederatedStrategy
 
 ENTRY_POINT_GROUP = "fedkd.strategies"
 

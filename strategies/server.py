@@ -20,9 +20,9 @@ from fedkd.resources import tree_rss_bytes
 from fedkd.runs import RunDir
 from fedkd.seeding import seed_torch
 from fedkd.train import evaluate_accuracy
-from strategies.interruptible_grid import InterruptibleGrid
-from strategies.messaging import Failure
-from strategies.registry import get_strategy
+from fedkd_strategies.interruptible_grid import InterruptibleGrid
+from fedkd_strategies.messaging import Failure
+from fedkd_strategies.registry import get_strategy
 
 log = logging.getLogger("fedkd")
 MODEL_PREFIX, STRATEGY_PREFIX = "model/", "strategy/"

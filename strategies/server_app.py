@@ -15,12 +15,12 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-import simulations
+import fedkd_simulations as simulations
 from fedkd.api import default_out
 from fedkd.config import load_config
 from fedkd.errors import ConfigError
 from fedkd.runs import RunDir
-from strategies.server import run_federation
+from fedkd_strategies.server import run_federation
 
 app = ServerApp()
 

@@ -162,7 +162,7 @@ def test_bila_options_are_checked():
 
 
 def test_benchmark_runs_on_a_small_subset(tmp_path):
-    from benchmarks.crowd_aggregation import main
+    from fedkd_benchmarks.crowd_aggregation import main
 
     main(["--sets", "bluebird", "--regimes", "ten_class_small", "--regime-draws", "1", "--seeds", "1",
           "--synthetic-tasks", "300", "--no-crowdkit", "--large-workers", "300", "--out", str(tmp_path)])

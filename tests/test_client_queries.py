@@ -8,9 +8,13 @@ from flwr.app import ArrayRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-from clients.app import answer_mode
-from clients.app import app as client_app
-from clients.protocol import (
+from fedkd.config import load_config
+from fedkd.data import load_dataset
+from fedkd.errors import FedkdError
+from fedkd.payload import encode_images
+from fedkd_clients.app import answer_mode
+from fedkd_clients.app import app as client_app
+from fedkd_clients.protocol import (
     ANSWERS,
     CODES,
     CONFIG,
@@ -22,11 +26,7 @@ from clients.protocol import (
     TENSOR,
     instruction_config,
 )
-from fedkd.config import load_config
-from fedkd.data import load_dataset
-from fedkd.errors import FedkdError
-from fedkd.payload import encode_images
-from strategies.server import wait_for_nodes
+from fedkd_strategies.server import wait_for_nodes
 
 CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 

@@ -133,9 +133,9 @@ def test_simulation_learns_is_reproducible_and_resumes_after_ctrl_c(tiny, tmp_pa
 def test_a_failing_client_is_dropped_from_its_round_not_the_run(tiny, tmp_path):
     from flwr.clientapp import ClientApp
 
-    from clients.app import train as real_train
     from fedkd.runs import RunDir
-    from simulations.runner import run_federated
+    from fedkd_clients.app import train as real_train
+    from fedkd_simulations.runner import run_federated
 
     flaky = ClientApp()
 

@@ -4,7 +4,7 @@ deletes from that view is deleted from the whole store."""
 import threading
 from types import SimpleNamespace
 
-from simulations.flower_speedups import only_node_messages
+from fedkd_simulations.flower_speedups import only_node_messages
 
 
 class FakeState:

@@ -41,7 +41,7 @@ def test_installed_plugin_runs_by_name(tmp_path):
     script = textwrap.dedent(
         f"""
         import fedkd
-        from strategies.registry import available_strategies
+        from fedkd_strategies.registry import available_strategies
         assert "fedmedian" in available_strategies(), available_strategies()
         result = fedkd.run(
             {str(ROOT / "simulations" / "crowd_fedavg.toml")!r},

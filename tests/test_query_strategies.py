@@ -33,13 +33,13 @@ FEDDF = {
 
 def test_strategy_and_query_source_must_agree():
     with pytest.raises(ConfigError, match="set distill.method = 'real'"):
-        from strategies.query_distill import FedDF
+        from fedkd_strategies.query_distill import FedDF
 
         FedDF(load_config(CROWD_FEDAVG, {**FEDDF, "distill.method": "tandemgan"}))
 
 
 def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
-    from strategies.query_distill import FedDF
+    from fedkd_strategies.query_distill import FedDF
 
     rounds = {"federation.num_rounds": 5, "query.first_round": 3}
     cfg = load_config(CROWD_FEDAVG, {**FEDDF, **rounds, "distill.budget": 1000})
@@ -50,7 +50,7 @@ def test_the_budget_is_spread_over_the_rounds_from_query_first_round():
 
 def test_feddf_frames_public_images_into_query_public_box():
     """The public digits are placed like the clients' MNIST digits: a centred 20x20 box, background around."""
-    from strategies.query_distill import FedDF
+    from fedkd_strategies.query_distill import FedDF
 
     box = {"data.dataset": "mnist5k", "query.public_dataset": "digits", "query.public_box": 20}
     pool = FedDF(load_config(CROWD_FEDAVG, {**FEDDF, **box})).server.public_pool()
@@ -111,7 +111,7 @@ def test_fedaedm_distils_prior_queries_into_a_student_within_the_budget(tmp_path
 
 
 def test_fedaedm_refuses_a_prior_of_the_clients_own_data():
-    from strategies.query_distill import FedAEDM
+    from fedkd_strategies.query_distill import FedAEDM
 
     cfg = load_config(CROWD_FEDAVG, {"federation.strategy": "fedaedm", "distill.method": "aedm",
                                    "distill.student_steps": 0, "aedm.prior_dataset": "mnist5k"})
@@ -121,7 +121,7 @@ def test_fedaedm_refuses_a_prior_of_the_clients_own_data():
 
 
 def test_fedaedm_needs_every_query_to_reach_the_replay_memory():
-    from strategies.query_distill import FedAEDM
+    from fedkd_strategies.query_distill import FedAEDM
 
     cfg = load_config(CROWD_FEDAVG, {"federation.strategy": "fedaedm", "distill.method": "aedm",
                                      "distill.student_steps": 2})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import report
+from fedkd_benchmarks import report
 
 README = Path(report.README)
 

@@ -13,8 +13,8 @@ from flwr.supercore.task_identity import TaskIdentity
 from fedkd.config import load_config
 from fedkd.errors import FedkdError
 from fedkd.runs import RunDir
-from strategies.messaging import Failure, failures_of
-from strategies.server import run_federation
+from fedkd_strategies.messaging import Failure, failures_of
+from fedkd_strategies.server import run_federation
 
 CROWD_FEDAVG = Path(__file__).resolve().parent.parent / "simulations" / "crowd_fedavg.toml"
 NODES = (11, 12, 13, 14)

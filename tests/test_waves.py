@@ -84,20 +84,20 @@ def test_the_simulation_equals_the_plain_loop_and_sends_one_message_per_client_p
     from flwr.clientapp import ClientApp
 
     from fedkd.runs import RunDir
-    from simulations.runner import run_federated
+    from fedkd_simulations.runner import run_federated
 
     log = tmp_path / "queries.txt"
     counting = ClientApp()
 
     @counting.train()
     def train(msg, context):
-        from clients.app import train as real_train
+        from fedkd_clients.app import train as real_train
 
         return real_train(msg, context)
 
     @counting.query()
     def query(msg, context):
-        from clients.app import query as real_query
+        from fedkd_clients.app import query as real_query
 
         with open(log, "a") as fh:
             fh.write(f"{context.node_config['partition-id']} {'queries' in msg.content}\n")

@@ -2,7 +2,7 @@
 
 from flwr.serverapp.strategy import FedMedian
 
-from strategies.fedavg import FedAvg, OrderedReplies
+from fedkd_strategies.fedavg import FedAvg, OrderedReplies
 
 
 class _OrderedFedMedian(OrderedReplies, FedMedian):
