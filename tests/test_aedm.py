@@ -10,11 +10,12 @@ import torch
 
 import fedkd.distill.aedm
 from fedkd.distill.aedm import AEDM, AEDMConfig, frame_images, load_aedm_prior
-from fedkd.distill.experiment import evaluate_student, resolve_teacher_path
+from fedkd.distill.experiment import evaluate_student
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.distill.losses import prediction_entropy
 from fedkd.distill.store import random_affine
 from fedkd.errors import ConfigError
+from fedkd.generative.artifacts import resolve_path
 from fedkd.models import build_classifier
 from fedkd.models.diffusion import resize_images
 from fedkd.oracle import ModelOracle
@@ -32,7 +33,7 @@ def prior():
 
 @pytest.fixture(scope="module")
 def teacher():
-    return load_teacher(resolve_teacher_path("teachers/mnist5k-lenet5"), dataset="mnist5k")
+    return load_teacher(resolve_path("teachers/mnist5k-lenet5"), dataset="mnist5k")
 
 
 def test_docstring_example_runs() -> None:
@@ -68,7 +69,7 @@ def test_the_prior_loader_refuses_missing_mismatched_or_private_priors(tmp_path)
         load_aedm_prior(AEDMConfig(prior_dataset="mnist"), "mnist5k", 1)
     with pytest.raises(ConfigError, match="teacher's own data"):
         load_aedm_prior(AEDMConfig(), "digits28", 1)
-    copy = shutil.copytree(resolve_teacher_path("pretrained/prior-digits"), tmp_path / "prior")
+    copy = shutil.copytree(resolve_path("pretrained/prior-digits"), tmp_path / "prior")
     (copy / "model.safetensors").write_bytes(b"not the weights")
     with pytest.raises(ConfigError):
         load_aedm_prior(AEDMConfig(prior=str(copy)), "mnist5k", 1)

@@ -13,7 +13,7 @@ import fedkd.distill.tandemgan
 import fedkd.models.generators
 from fedkd.distill.baselines import RandomNoise, RealData
 from fedkd.distill.dfme import DFME, DFMEConfig
-from fedkd.distill.experiment import evaluate_student, resolve_teacher_path
+from fedkd.distill.experiment import evaluate_student
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.distill.losses import (
     disagreement,
@@ -24,6 +24,7 @@ from fedkd.distill.losses import (
 )
 from fedkd.distill.tandemgan import TandemGAN, TandemGANConfig
 from fedkd.errors import ConfigError
+from fedkd.generative.artifacts import resolve_path
 from fedkd.models import build_classifier
 from fedkd.models.generators import TandemGenerator
 from fedkd.oracle import ModelOracle
@@ -182,7 +183,7 @@ def test_a_wave_of_one_batch_is_the_per_batch_protocol_and_larger_waves_ask_less
 
 
 def test_short_tandemgan_run_beats_random_noise_on_the_digits_teacher() -> None:
-    teacher = load_teacher(resolve_teacher_path("teachers/digits28-lenet5"))
+    teacher = load_teacher(resolve_path("teachers/digits28-lenet5"))
     _, test = teacher_splits(teacher.info)
     x_test, y_test = test.tensors()
     teacher_labels = predict_logits(teacher.model, x_test).argmax(1)

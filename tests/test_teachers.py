@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fedkd.cli import main
-from fedkd.distill.experiment import resolve_teacher_path
 from fedkd.errors import ConfigError
+from fedkd.generative.artifacts import resolve_path
 from fedkd.teachers import load_teacher, save_teacher, teacher_splits, train_teacher
 from fedkd.train import evaluate_accuracy
 
@@ -66,13 +66,13 @@ def test_loading_checks_files_checksum_and_dataset(saved_teacher: Path, tmp_path
 
 @pytest.mark.parametrize("name", ["mnist5k-lenet5", "digits28-lenet5"])
 def test_shipped_teachers_load_and_keep_their_recorded_accuracy(name: str) -> None:
-    teacher = load_teacher(resolve_teacher_path(f"teachers/{name}"))
+    teacher = load_teacher(resolve_path(f"teachers/{name}"))
     info = teacher.info
     assert (info.model, info.channels, info.image_size) == ("lenet5", 1, 28)
     _, test = teacher_splits(info)
     assert evaluate_accuracy(teacher.model, *test.tensors()) == pytest.approx(info.test_acc, abs=1e-6)
     assert info.test_acc > 0.95
-    assert (resolve_teacher_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 400_000
+    assert (resolve_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 400_000
 
 
 def test_cli_trains_and_shows_a_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,15 +40,6 @@ class TeacherSection:
     """Which saved teacher the oracle answers with (a ``fedkd teacher train --out`` directory)."""
 
     path: str = "teachers/mnist5k-lenet5"
-
-
-def resolve_teacher_path(path: str) -> Path:
-    """``path`` as given if it exists, else relative to the source tree (so shipped teachers resolve from anywhere)."""
-    given = Path(path)
-    if given.is_absolute() or given.exists():
-        return given
-    shipped = Path(__file__).resolve().parents[2] / given
-    return shipped if shipped.exists() else given
 
 
 def build_synthesizer(cfg: ExperimentConfig, channels: int, image_size: int, dataset: str,
@@ -88,6 +78,7 @@ def evaluate_student(student: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     """Run one black-box distillation as configured; see the module docstring for what is logged."""
+    from fedkd.generative.artifacts import resolve_path
     from fedkd.models import build_classifier
     from fedkd.oracle import ModelOracle
     from fedkd.seeding import seed_torch
@@ -99,7 +90,7 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     device = cfg.run.device
-    teacher = load_teacher(resolve_teacher_path(cfg.teacher.path), dataset=cfg.data.dataset)
+    teacher = load_teacher(resolve_path(cfg.teacher.path), dataset=cfg.data.dataset)
     teacher.model.to(device)
     info = teacher.info
     if cfg.data.test_fraction != info.test_fraction:

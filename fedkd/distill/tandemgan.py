@@ -24,14 +24,12 @@ Exploiting Data-Free Model Stealing", ECML-PKDD 2023). Per iteration of the shar
 ``H(E_z S(x))``, the entropy of the batch's mean student prediction, is fedkd's addition (DAFL's
 information-entropy term, Chen et al. 2019); ``balance_weight = 0`` removes it. Without it, with a
 label-only teacher, the generator settles on the two or three classes the teacher gives to its first
-samples and the student never hears of the others (measured on mnist5k: 19 % test accuracy after
-200k queries, against 80 % with it).
+samples and the student never hears of the others.
 
 Both parts train with RMSProp. The exploration step is the dangerous one: each ascent step turns the
 samples into adversarial examples of the current student, which the teacher labels faithfully but
 which teach little about real images. A small ``explore_lr`` (3e-5, against 1e-3 for the head) keeps
-it a slow drift towards unexplored regions; on mnist5k at 200k label queries, ``explore_lr`` = 1e-3
-gave 32 %, 1e-4 38 %, 3e-5 80 %, 1e-5 81 %, and a frozen body 74 %. The body's default is a fast MLP
+it a slow drift towards unexplored regions. The body's default is a fast MLP
 with a 7x7 output upsampled to the image size (see ``fedkd.models.generators``), latent size 64.
 
 >>> import torch
