@@ -118,7 +118,7 @@ def waves() -> str:
     runs = read("waves.csv")
     rows = []
     for (config, mode), group in runs.groupby(["config", "mode"], sort=True):
-        rows.append([f"`{config}.toml`", "one wave per round (default)" if mode == "wave" else "per batch",
+        rows.append([f"`{config}.toml`", "one wave per round" if mode == "wave" else "per batch",
                      f"{len(group)}", mean_std(group["test_acc"]), mean_std(group["ensemble"]),
                      f"{group['seconds'].mean():.0f}", f"{group['bytes_down'].mean() / 1e6:.1f}",
                      f"{group['bytes_up'].mean() / 1e6:.2f}"])

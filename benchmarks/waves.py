@@ -1,6 +1,6 @@
 """What asking in waves costs the data-free strategies: one wave per round against the per-batch protocol.
 
-For each config (``simulations/fed_aedm.toml``, ``fed_tandem.toml``) and seed, the shipped default
+For each config (``simulations/fed_aedm.toml``, ``fed_tandem.toml``) and seed, one wave per round
 (``query.wave_size = 0``: the round's share of the budget in one message to each client) and the per-batch
 protocol (``query.wave_size = distill.batch_size``: a round trip per query batch, as before waves) are run with
 everything else equal. A row per run: final ``test_acc``, the clients' combined answer, seconds of all rounds,
@@ -28,8 +28,7 @@ def run_one(config: str, mode: str, seed: int, runs: Path) -> dict[str, object]:
     from fedkd.runs import read_metrics
 
     cfg = load_config(ROOT / "simulations" / f"{config}.toml", {"run.seed": seed})
-    if mode == "batch":
-        cfg = cfg.replace({"query.wave_size": cfg.distill.batch_size})
+    cfg = cfg.replace({"query.wave_size": cfg.distill.batch_size if mode == "batch" else 0})
     out = runs / f"{config}-{mode}-s{seed}"
     done = out / "metrics.csv"
     metrics = read_metrics(done) if done.exists() else None
