@@ -30,55 +30,60 @@ from fedkd.payload import decode_images, encode_images
 
 
 class AnswerStore:
-    """Answered queries in arrival order: inputs (compact codes), answers, and the round that asked each."""
+    """Answered queries in arrival order: inputs (compact codes), answers, and the round that asked each.
+
+    Each field lives in one buffer that doubles when full, so adding a batch costs its own size (amortised), not a
+    copy of everything stored so far.
+    """
 
     def __init__(self) -> None:
-        self._codes: list[torch.Tensor] = []
-        self._scales: list[torch.Tensor] = []
-        self._answers: list[torch.Tensor] = []
-        self._rounds: list[torch.Tensor] = []
+        self._size = 0
+        self._buffers: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
-        return sum(len(a) for a in self._answers)
+        return self._size
 
     def add(self, x: torch.Tensor, answers: torch.Tensor, round: int = 0) -> None:
         """Keep ``x`` (N, C, H, W) with its ``answers`` (labels (N,) or probabilities (N, C))."""
         codes, scale = encode_images(x)
-        self._codes.append(codes.cpu())
-        self._scales.append(scale.cpu())
-        self._answers.append(answers.detach().cpu())
-        self._rounds.append(torch.full((len(x),), round, dtype=torch.int32))
-        self._compact()
+        rows = {"codes": codes.cpu(), "scales": scale.cpu(), "answers": answers.detach().cpu(),
+                "rounds": torch.full((len(x),), round, dtype=torch.int32)}
+        end = self._size + len(x)
+        for name, new in rows.items():
+            buffer = self._buffers.get(name)
+            if buffer is None or len(buffer) < end:
+                grown = torch.empty((max(end, 2 * self._size), *new.shape[1:]), dtype=new.dtype)
+                if buffer is not None:
+                    grown[:self._size] = buffer[:self._size]
+                self._buffers[name] = buffer = grown
+            buffer[self._size:end] = new
+        self._size = end
 
-    def _compact(self) -> None:
-        """One tensor per field, so indexing stays cheap however many batches arrived."""
-        if len(self._codes) > 1:
-            for parts in (self._codes, self._scales, self._answers, self._rounds):
-                parts[:] = [torch.cat(parts)]
+    def _field(self, name: str, empty: torch.Tensor) -> torch.Tensor:
+        return self._buffers[name][:self._size] if self._size else empty
 
     @property
     def answers(self) -> torch.Tensor:
-        return self._answers[0] if self._answers else torch.empty(0, dtype=torch.long)
+        return self._field("answers", torch.empty(0, dtype=torch.long))
 
     @property
     def rounds(self) -> torch.Tensor:
-        return self._rounds[0] if self._rounds else torch.empty(0, dtype=torch.int32)
+        return self._field("rounds", torch.empty(0, dtype=torch.int32))
 
     def inputs(self, idx: torch.Tensor) -> torch.Tensor:
         """The stored queries at ``idx``, decoded to ``float32``."""
-        return decode_images(self._codes[0][idx], self._scales[0][idx])
+        return decode_images(self._buffers["codes"][:self._size][idx], self._buffers["scales"][:self._size][idx])
 
     def state_dict(self) -> dict[str, Any]:
-        if not self._codes:
+        if not self._size:
             return {"size": 0}
-        return {"size": len(self), "codes": self._codes[0], "scales": self._scales[0],
-                "answers": self._answers[0], "rounds": self._rounds[0]}
+        return {"size": self._size, **{name: buffer[:self._size] for name, buffer in self._buffers.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.__init__()
         if state["size"]:
-            self._codes, self._scales = [state["codes"]], [state["scales"]]
-            self._answers, self._rounds = [state["answers"]], [state["rounds"]]
+            self._buffers = {name: state[name].clone() for name in ("codes", "scales", "answers", "rounds")}
+            self._size = int(state["size"])
 
 
 @dataclass(frozen=True)
