@@ -43,7 +43,12 @@ def _one_round(cfg, monkeypatch):
     """One round of the query server over the plain link, counting the clients' trainings."""
     trainings = []
     real_train = local.local_train
-    monkeypatch.setattr(local, "local_train", lambda *a, **k: trainings.append(a[1].partition_id) or real_train(*a, **k))
+
+    def counting_train(cfg, data, *args, **kwargs):
+        trainings.append(data.partition_id)
+        return real_train(cfg, data, *args, **kwargs)
+
+    monkeypatch.setattr(local, "local_train", counting_train)
     server = QueryServer(cfg, "aedm")
     seed_torch(cfg.run.seed, "global-init")
     student = server.build_student()
@@ -63,7 +68,7 @@ def test_references_come_from_the_clients_the_student_learnt_from(monkeypatch):
     _, test = train_test(cfg)
     x_test, y_test = test.tensors()
     accuracies = []
-    for pid, state in link.states.items():
+    for state in link.states.values():
         model = local.build_model(cfg, tuple(x_test.shape[1:]), test.n_classes)
         model.load_state_dict(state.model)
         accuracies.append(evaluate_accuracy(model, x_test, y_test))
