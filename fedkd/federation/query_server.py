@@ -23,6 +23,7 @@ After each round the clients also answer the test images, outside the budget (ev
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import replace
 from typing import Any
@@ -36,7 +37,7 @@ from fedkd.distill.experiment import build_synthesizer
 from fedkd.distill.loop import BlackBoxDistiller
 from fedkd.distill.state import flatten, unflatten
 from fedkd.errors import ConfigError, FedkdError
-from fedkd.federation.answers import AnswerCombiner
+from fedkd.federation.answers import COMBINE_CLASS_AWARE, AnswerCombiner
 from fedkd.federation.data import train_test
 from fedkd.federation.local import build_model, client_architecture
 from fedkd.federation.references import accuracy_of_answers, average_weights
@@ -162,7 +163,7 @@ class QueryServer:
         """The clients' combined answer on the test set (``test_acc/ensemble``) and the student's agreement with it;
         with ``query.eval_references`` also the references of ``fedkd.federation.references``."""
         answers = self._answers(self.x_test, self.cfg.distill.mode)
-        predicted = self._reference_combiner()(answers).argmax(dim=1).to(self.y_test.device)
+        predicted = self._evaluation_combiner(proba=False)(answers).argmax(dim=1).to(self.y_test.device)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():
@@ -172,11 +173,14 @@ class QueryServer:
             metrics.update(self._references(answers, trained))
         return metrics
 
-    def _reference_combiner(self) -> AnswerCombiner:
-        method = "class_aware" if self.cfg.query.combine == "class_aware" else "mean"
-        reference = AnswerCombiner(method, self.n_classes)
-        reference.set_label_counts(self.combiner.label_counts)
-        return reference
+    def _evaluation_combiner(self, proba: bool) -> AnswerCombiner:
+        """The run's own combination, as a copy (the test answers never update the state the student's answers come
+        from); probabilities under an aggregator that reads labels only are combined class-aware instead."""
+        if proba and self.combiner.aggregator is not None:
+            combiner = AnswerCombiner(COMBINE_CLASS_AWARE, self.n_classes)
+            combiner.set_label_counts(self.combiner.label_counts)
+            return combiner
+        return copy.deepcopy(self.combiner)
 
     def _references(self, answers: dict[int, torch.Tensor], trained: TrainReplies) -> dict[str, float]:
         """Best single client, combined probabilities (absent where a client answers labels only) and one-shot
@@ -185,7 +189,7 @@ class QueryServer:
         if self.cfg.distill.mode != "proba":
             answers = self._answers(self.x_test, "proba")
         if all(a.dim() == 2 for a in answers.values()):
-            combined = self._reference_combiner()(answers)
+            combined = self._evaluation_combiner(proba=True)(answers)
             metrics["test_acc/ensemble_proba"] = accuracy_of_answers(combined, self.y_test)
         if trained.weights and sorted(trained.weights) == self.partitions:
             pids = sorted(trained.weights)
