@@ -6,8 +6,9 @@ memory traffic, the GPU's tensor cores), everything autocast keeps in float32 (s
 applies: the black-box loop's student steps and its answer-store stage (centralized and on the federated server),
 AEDM's prior sampling and steering, the clients' local training (``fedkd.train.train_classifier``), the training
 steps of both generative kinds (``fedkd.generative.losses.minimise``), and ``fedkd prior train --precision``.
-Evaluation and the teachers' answers stay in fp32, and so does every loss: callers cast network outputs with
-``.float()`` before a loss, so the numbers logged are float32.
+Evaluation and the oracle's answers (``fedkd.oracle``, the clients' answers) stay in fp32, and so does every
+loss: callers cast network outputs with ``.float()`` before a loss, so the numbers logged are float32. (The
+generative kinds' frozen teachers run inside the training step, so under the same autocast.)
 
 ``fp32`` is no context at all (``contextlib.nullcontext``): the default path runs exactly the code it ran before
 precision existed, bit for bit. ``bf16`` is refused on any device but CUDA: on the CPU, autocast changes the
