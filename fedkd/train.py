@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedkd.errors import ConfigError, DataError
+from fedkd.precision import autocast
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -70,13 +71,14 @@ class TrainingResult:
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                      generator: torch.Generator, optimizer: str = "adam", weight_decay: float = 0.0,
                      augment: bool = False, max_shift: int = 2,
-                     early_stopping: EarlyStopping | None = None) -> TrainingResult:
+                     early_stopping: EarlyStopping | None = None, precision: str = "fp32") -> TrainingResult:
     """Minimise cross-entropy over up to ``epochs`` passes in shuffled mini-batches.
 
     ``augment`` shifts every image by up to ``max_shift`` pixels (see ``random_shift``). With ``early_stopping``
     the model ends with the weights of its best epoch on the held-out set ("train to convergence" without a fixed
     epoch count); the held-out check draws nothing from ``generator``, so the batches are those of a run without
-    it. The model is left in train mode.
+    it. The forward passes run in ``precision`` (``fedkd.precision``), the loss in float32. The model is left in
+    train mode.
     """
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
@@ -98,7 +100,9 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
             xb, yb = x[idx], y[idx]
             if augment:
                 xb = random_shift(xb, max_shift, generator)
-            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            with autocast(precision, device):
+                logits = model(xb.to(device))
+            loss = F.cross_entropy(logits.float(), yb.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -62,6 +62,7 @@ from fedkd.distill.losses import marginal_entropy, prediction_entropy
 from fedkd.distill.store import StoreTraining
 from fedkd.errors import ConfigError
 from fedkd.models.diffusion import DiffusionModel, resize_images
+from fedkd.precision import autocast
 from fedkd.seeding import torch_generator
 
 
@@ -164,15 +165,18 @@ class AEDM:
     ``prior`` decodes noise to images (``load_aedm_prior``); ``image_size`` is the teacher's. The replay memory
     and the offline phase are the loop's answer store and store stage (``store_training``, from the ``offline_*``
     and ``augment_*`` settings). ``seconds["steer"]`` is this source's own time (noise optimisation and decoding).
+    ``precision`` is that of the prior's and the student's forward passes in steering and decoding
+    (``fedkd.precision``); the images and the objective are float32.
     """
 
     def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "fp32") -> None:
         config.validate()
         if config.query_box > image_size:
             raise ConfigError(f"aedm.query_box must be <= the teacher's image size {image_size} (0 = all of "
                               f"it), got {config.query_box}")
         self.config, self.prior, self.image_size = config, prior.to(device), image_size
+        self.device, self.precision = device, precision
         self.rng = torch_generator(seed, "aedm", "noise", device=device)
         self.seconds = {"steer": 0.0}
         self.store_training = StoreTraining(
@@ -205,8 +209,8 @@ class AEDM:
 
     def decode(self, x_T: torch.Tensor) -> torch.Tensor:
         """The prior's images (at its own size) for ``x_T``, without gradients."""
-        with torch.no_grad():
-            return self.prior.sample(x_T, steps=self.config.sampling_steps)
+        with torch.no_grad(), autocast(self.precision, self.device):
+            return self.prior.sample(x_T, steps=self.config.sampling_steps).float()
 
     def framed(self, small: torch.Tensor) -> torch.Tensor:
         """Prior images as the teacher sees them (``frame_images`` with ``query_box``)."""
@@ -221,9 +225,10 @@ class AEDM:
         student.requires_grad_(False)
         try:
             for _ in range(cfg.steer_steps):
-                images = self.framed(self.prior.sample(x_T, steps=cfg.sampling_steps,
-                                                       grad_last_k=cfg.grad_last_k))
-                logits = student(images)
+                with autocast(self.precision, self.device):
+                    logits = student(self.framed(self.prior.sample(x_T, steps=cfg.sampling_steps,
+                                                                   grad_last_k=cfg.grad_last_k)))
+                logits = logits.float()
                 objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
                 optimizer.zero_grad(set_to_none=True)
                 (-objective).backward()

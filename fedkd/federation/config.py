@@ -16,6 +16,12 @@ class FederationSection:
 
     Each round the server works with a sample of the clients (``fedkd.federation.sampling``): ``clients_per_round``
     of them when it is set (> 0), else a ``fraction_train`` share, drawn afresh each round from the run seed.
+
+    ``client_cpus`` and ``client_gpus`` are each simulated client's share of the machine (Ray's resources;
+    fractions let several clients share a CPU core or a GPU). Clients train on ``run.device``, so a run on
+    ``cuda`` needs ``client_gpus`` > 0 (e.g. ``1 / num_clients`` for all on one GPU): Ray hides the GPUs from a
+    client with no share of them, and the simulation refuses such a config before it starts
+    (``simulations/runner.py``) rather than let every client fail.
     """
 
     strategy: str = "fedavg"

@@ -125,6 +125,7 @@ def local_train(
         generator=torch_generator(cfg.run.seed, "local-train", data.partition_id, round),
         augment=cfg.client.augment,
         early_stopping=early_stopping,
+        precision=cfg.run.precision,
     )
     metrics = {"train_loss": result.loss, "label_acc": label_accuracy(data, state.labels)}
     if result.val_acc is not None:

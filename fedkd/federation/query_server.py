@@ -82,7 +82,8 @@ class QueryServer:
                                   batch_size=cfg.distill.budget)
         synthesizer = build_synthesizer(cfg, self.shape[0], self.shape[1], cfg.data.dataset, self.public_pool)
         self.distiller = BlackBoxDistiller(student, self.oracle, synthesizer, cfg.distill,
-                                           wave_size=self.wave_size(), seed=cfg.run.seed)
+                                           wave_size=self.wave_size(), seed=cfg.run.seed,
+                                           precision=cfg.run.precision)
         return student
 
     def wave_size(self) -> int:
