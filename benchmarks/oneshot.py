@@ -49,6 +49,9 @@ CLIENT_TRAINING: dict[str, dict[str, object]] = {
     "best of 40 epochs (20 % held out)": {"client.local_epochs": 40, "client.val_fraction": 0.2},
 }
 COMBINERS = ["class_aware", "mean", "ds", "bila"]
+# Each answer mode with the combiner the configs name for it (``oneshot.toml``: DS for labels, class-aware for
+# probabilities, which DS cannot read).
+MODES: dict[str, dict[str, object]] = {"label": {}, "proba": {"distill.mode": "proba", "query.combine": "class_aware"}}
 KEYS = ["tag", "federation", "strategy", "alpha", "mode", "seed"]
 
 
@@ -58,7 +61,7 @@ def run_cell(federation: str, strategy: str, alpha: float, mode: str, seed: int,
     from fedkd.federation.plain import run_plain
 
     cfg = load_config(ROOT / "simulations" / FEDERATIONS[federation], {
-        **STRATEGIES[strategy], "federation.alpha": alpha, "distill.mode": mode, "run.seed": seed, **overrides})
+        **STRATEGIES[strategy], **MODES[mode], "federation.alpha": alpha, "run.seed": seed, **overrides})
     start = time.perf_counter()
     run = run_plain(cfg)
     seconds = time.perf_counter() - start
@@ -145,7 +148,7 @@ def main() -> None:
     parser.add_argument("--federations", nargs="+", default=list(FEDERATIONS), choices=FEDERATIONS)
     parser.add_argument("--strategies", nargs="+", default=["fedaedm"], choices=STRATEGIES)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 0.5])
-    parser.add_argument("--modes", nargs="+", default=["label", "proba"], choices=["label", "proba"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="default")
