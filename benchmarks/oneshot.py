@@ -17,8 +17,9 @@ CSV (``default`` otherwise). Writes ``benchmarks/results/oneshot.csv`` and ``one
 
 ``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
 never the benchmark's 0-2): for each way of training the clients (fixed epochs, early stopping on held-out cleaned
-labels), the test accuracy of their combined answer under each combiner, in label and probability mode, without
-any distillation. Writes ``benchmarks/results/oneshot_clients.csv``.
+labels), the test accuracy of their combined answer under each combiner, in label and probability mode, and of
+their weights averaged once (one-shot FedAvg), without any distillation. Writes
+``benchmarks/results/oneshot_clients.csv``.
 """
 
 from __future__ import annotations
@@ -80,9 +81,10 @@ def client_cells(seeds: list[int], alpha: float) -> list[dict[str, object]]:
     from fedkd.config import load_config
     from fedkd.federation.answers import AnswerCombiner
     from fedkd.federation.data import client_data, train_test
-    from fedkd.federation.local import answer_queries
+    from fedkd.federation.local import answer_queries, build_model
     from fedkd.federation.plain import PlainLink
-    from fedkd.federation.references import accuracy_of_answers
+    from fedkd.federation.references import accuracy_of_answers, average_weights
+    from fedkd.train import evaluate_accuracy
 
     rows = []
     for seed in seeds:
@@ -95,6 +97,12 @@ def client_cells(seeds: list[int], alpha: float) -> list[dict[str, object]]:
             trained = link.train(1, pids)
             _, test = train_test(cfg)
             x, y = test.tensors()
+            examples = [sum(trained.label_counts[p]) for p in pids]
+            averaged = average_weights([link.states[p].model for p in pids], examples)
+            model = build_model(cfg, (test.channels, test.image_size, test.image_size), test.n_classes)
+            model.load_state_dict(averaged)
+            rows.append({"seed": seed, "alpha": alpha, "training": training, "mode": "weights",
+                         "combine": "fedavg_oneshot", "ensemble": evaluate_accuracy(model, x, y)})
             for mode in ("label", "proba"):
                 answers = {p: answer_queries(cfg, client_data(cfg, p), link.states[p], x, mode) for p in pids}
                 for method in COMBINERS:
