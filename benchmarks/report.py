@@ -130,6 +130,19 @@ def oneshot() -> str:
                  ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"], rows)
 
 
+@block("oneshot_clients")
+def oneshot_clients() -> str:
+    runs = read("oneshot_clients.csv")
+    columns = [("label", "ds"), ("label", "class_aware"), ("label", "mean"), ("proba", "class_aware"),
+               ("weights", "fedavg_oneshot")]
+    rows = []
+    for (alpha, training), g in runs.groupby(["alpha", "training"], sort=False):
+        cells = [mean_std(g.query(f"mode == '{m}' and combine == '{c}'")["ensemble"]) for m, c in columns]
+        rows.append([f"{alpha:g}", training, f"{g['seed'].nunique()}", *cells])
+    return table(["alpha", "clients trained", "seeds", "labels, DS", "labels, class-aware", "labels, vote",
+                  "probabilities, class-aware", "weights averaged once"], ["r", "l", *"rrrrrr"], rows)
+
+
 @block("oneshot_published")
 def oneshot_published() -> str:
     rows = read("oneshot_published.csv")
