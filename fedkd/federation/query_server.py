@@ -175,8 +175,12 @@ class QueryServer:
         return metrics
 
     def _evaluation_combiner(self, proba: bool) -> AnswerCombiner:
-        """The run's own combination, as a copy (the test answers never update the state the student's answers come
-        from); probabilities under an aggregator that reads labels only are combined class-aware instead."""
+        """The run's own combination, as a copy, so the test answers never update the state the student's answers
+        come from. Under an aggregator (``ds``, ``bila``, ...) the copy starts from the client reliabilities it
+        learnt from the queries and takes in the test answers as one more chunk: ``test_acc/ensemble`` is then what
+        the federation's oracle, the student's actual teacher, would answer on the test images (so it moves a little
+        with the queries a method asked). Probabilities under an aggregator, which reads labels only, are combined
+        class-aware instead."""
         if proba and self.combiner.aggregator is not None:
             combiner = AnswerCombiner(COMBINE_CLASS_AWARE, self.n_classes)
             combiner.set_label_counts(self.combiner.label_counts)
