@@ -15,7 +15,8 @@ finish, and cells already in the CSV are skipped, so the grid fills over several
 ``--set`` changes the config of every cell (a lever measured in isolation); ``--tag`` names such a variant in the
 CSV (``default`` otherwise). Writes ``benchmarks/results/oneshot.csv`` and ``oneshot.png``.
 
-``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
+``--remeasure TAG ...`` measures the references of those rows again with the current code (after a change to how
+they are computed), without redoing the distillation. ``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
 never the benchmark's 0-2): for each way of training the clients (fixed epochs, early stopping on held-out cleaned
 labels), the test accuracy of their combined answer under each combiner, in label and probability mode, and of
 their weights averaged once (one-shot FedAvg), without any distillation. Writes
@@ -116,6 +117,32 @@ def client_cells(seeds: list[int], alpha: float) -> list[dict[str, object]]:
     return rows
 
 
+REFERENCES = {"ensemble": "test_acc/ensemble", "ensemble_proba": "test_acc/ensemble_proba",
+              "best_client": "test_acc/best_client", "fedavg_oneshot": "test_acc/fedavg_oneshot"}
+
+
+def remeasure_references(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
+    """The references of ``tags``' rows measured again with today's code, on the same clients: they depend on the
+    clients alone (federation, alpha, seed; the mode and combiner for the combined answer), never on the strategy,
+    so one round with a token budget re-creates them without redoing the distillation."""
+    from fedkd.config import load_config
+    from fedkd.federation.plain import run_plain
+
+    runs = runs.copy()
+    chosen = runs[runs["tag"].isin(tags)]
+    for (federation, alpha, mode, seed), rows in chosen.groupby(["federation", "alpha", "mode", "seed"]):
+        cfg = load_config(ROOT / "simulations" / FEDERATIONS[federation], {
+            **MODES[mode], "federation.alpha": alpha, "run.seed": seed, "distill.budget": 64,
+            "aedm.offline_epochs": 1})
+        refs = run_plain(cfg).server_metrics[-1]
+        for column, name in REFERENCES.items():
+            runs.loc[rows.index, column] = refs.get(name, float("nan"))
+        print(federation, alpha, mode, seed, refs, flush=True)
+    runs["rho"] = runs["test_acc"] / runs["ensemble"]
+    runs["delta_fedavg"] = runs["test_acc"] - runs["fedavg_oneshot"]
+    return runs
+
+
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds of every cell."""
     values = ["test_acc", "rho", "delta_fedavg", "fedavg_oneshot", "ensemble", "ensemble_proba", "best_client",
@@ -162,8 +189,13 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="default")
+    parser.add_argument("--remeasure", nargs="+", metavar="TAG", default=[],
+                        help="measure the references of these tags' rows again (they depend on the clients only)")
     parser.add_argument("--clients", action="store_true", help="measure the clients' defaults instead (seeds 10-12)")
     args = parser.parse_args()
+    if args.remeasure:
+        remeasure_references(pd.read_csv(CSV), args.remeasure).to_csv(CSV, index=False)
+        return
     if args.clients:
         RESULTS.mkdir(exist_ok=True)
         rows = pd.DataFrame([r for alpha in args.alphas for r in client_cells([10, 11, 12], alpha)])

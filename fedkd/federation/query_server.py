@@ -23,7 +23,6 @@ After each round the clients also answer the test images, outside the budget (ev
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import replace
 from typing import Any
@@ -175,17 +174,16 @@ class QueryServer:
         return metrics
 
     def _evaluation_combiner(self, proba: bool) -> AnswerCombiner:
-        """The run's own combination, as a copy, so the test answers never update the state the student's answers
-        come from. Under an aggregator (``ds``, ``bila``, ...) the copy starts from the client reliabilities it
-        learnt from the queries and takes in the test answers as one more chunk: ``test_acc/ensemble`` is then what
-        the federation's oracle, the student's actual teacher, would answer on the test images (so it moves a little
-        with the queries a method asked). Probabilities under an aggregator, which reads labels only, are combined
-        class-aware instead."""
+        """A fresh combiner of the run's kind: the clients' combined answer depends on the clients alone, not on the
+        queries a method asked (a copy of an aggregator that learnt the clients' reliabilities on off-domain queries
+        reads the test answers worse, and differently for every method). Probabilities under an aggregator, which
+        reads labels only, are combined class-aware instead."""
+        method = self.cfg.query.combine
         if proba and self.combiner.aggregator is not None:
-            combiner = AnswerCombiner(COMBINE_CLASS_AWARE, self.n_classes)
-            combiner.set_label_counts(self.combiner.label_counts)
-            return combiner
-        return copy.deepcopy(self.combiner)
+            method = COMBINE_CLASS_AWARE
+        combiner = AnswerCombiner(method, self.n_classes, seed=derive_seed(self.cfg.run.seed, "evaluation-combiner"))
+        combiner.set_label_counts(self.combiner.label_counts)
+        return combiner
 
     def _references(self, answers: dict[int, torch.Tensor], trained: TrainReplies) -> dict[str, float]:
         """Best single client, combined probabilities (absent where a client answers labels only) and one-shot
