@@ -16,7 +16,9 @@ finish, and cells already in the CSV are skipped, so the grid fills over several
 CSV (``default`` otherwise). Writes ``benchmarks/results/oneshot.csv`` and ``oneshot.png``.
 
 ``--remeasure TAG ...`` measures the references of those rows again with the current code (after a change to how
-they are computed), without redoing the distillation. ``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
+they are computed), without redoing the distillation.
+
+``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
 never the benchmark's 0-2): for each way of training the clients (fixed epochs, early stopping on held-out cleaned
 labels), the test accuracy of their combined answer under each combiner, in label and probability mode, and of
 their weights averaged once (one-shot FedAvg), without any distillation. Writes
