@@ -15,8 +15,8 @@ finish, and cells already in the CSV are skipped, so the grid fills over several
 ``--set`` changes the config of every cell (a lever measured in isolation); ``--tag`` names such a variant in the
 CSV (``default`` otherwise). Writes ``benchmarks/results/oneshot.csv`` and ``oneshot.png``.
 
-``--remeasure TAG ...`` measures the references of those rows again with the current code (after a change to how
-they are computed), without redoing the distillation.
+``--remeasure TAG ...`` measures the references of those rows (of ``--modes``) again with the current code (after
+a change to how they are computed), without redoing the distillation.
 
 ``--clients`` measures instead what chose the clients' defaults in ``oneshot.toml``, on selection seeds (10-12,
 never the benchmark's 0-2): for each way of training the clients (fixed epochs, early stopping on held-out cleaned
@@ -123,7 +123,7 @@ REFERENCES = {"ensemble": "test_acc/ensemble", "ensemble_proba": "test_acc/ensem
               "best_client": "test_acc/best_client", "fedavg_oneshot": "test_acc/fedavg_oneshot"}
 
 
-def remeasure_references(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
+def remeasure_references(runs: pd.DataFrame, tags: list[str], modes: list[str]) -> pd.DataFrame:
     """The references of ``tags``' rows measured again with today's code, on the same clients: they depend on the
     clients alone (federation, alpha, seed; the mode and combiner for the combined answer), never on the strategy,
     so one round with a token budget re-creates them without redoing the distillation."""
@@ -131,7 +131,7 @@ def remeasure_references(runs: pd.DataFrame, tags: list[str]) -> pd.DataFrame:
     from fedkd.federation.plain import run_plain
 
     runs = runs.copy()
-    chosen = runs[runs["tag"].isin(tags)]
+    chosen = runs[runs["tag"].isin(tags) & runs["mode"].isin(modes)]
     for (federation, alpha, mode, seed), rows in chosen.groupby(["federation", "alpha", "mode", "seed"]):
         cfg = load_config(ROOT / "simulations" / FEDERATIONS[federation], {
             **MODES[mode], "federation.alpha": alpha, "run.seed": seed, "distill.budget": 64,
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--clients", action="store_true", help="measure the clients' defaults instead (seeds 10-12)")
     args = parser.parse_args()
     if args.remeasure:
-        remeasure_references(pd.read_csv(CSV), args.remeasure).to_csv(CSV, index=False)
+        remeasure_references(pd.read_csv(CSV), args.remeasure, args.modes).to_csv(CSV, index=False)
         return
     if args.clients:
         RESULTS.mkdir(exist_ok=True)
