@@ -170,9 +170,10 @@ def plot(runs: pd.DataFrame, path: Path) -> None:
             ax.errorbar(group["alpha"], group["test_acc_mean"], group["test_acc_std"], marker="o", capsize=3,
                         label=f"{strategy} (student)")
         first = rows.groupby("alpha").first().reset_index()
-        ax.plot(first["alpha"], first["ensemble_mean"], "k--", label="clients' combined answer")
+        ax.plot(first["alpha"], first["ensemble_mean"], "k--", marker="_", markersize=18,
+                label="clients' combined answer")
         if first["fedavg_oneshot_mean"].notna().any():
-            ax.plot(first["alpha"], first["fedavg_oneshot_mean"], "k:", label="one-shot FedAvg")
+            ax.plot(first["alpha"], first["fedavg_oneshot_mean"], "k:", marker="x", label="one-shot FedAvg")
         ax.set(title=f"{federation}, {mode} answers", xlabel="Dirichlet alpha", ylabel="test accuracy")
         ax.legend(fontsize=7)
     fig.tight_layout()

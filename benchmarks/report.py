@@ -126,7 +126,7 @@ def oneshot() -> str:
                      mean_std(g["ensemble_proba"]), mean_std(g["best_client"]), f"{g['seconds'].mean():.0f}"])
     return table(["clients", "strategy", "answers", "alpha", "seeds", "student `test_acc`",
                   "clients' combined answer", "rho", "one-shot FedAvg", "Delta (points)",
-                  "combined probabilities", "best client", "s"],
+                  "combined probabilities", "best client", "s (2 shared cores)"],
                  ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"], rows)
 
 
