@@ -20,6 +20,10 @@ is the per-batch protocol: every batch its own call, made after the previous upd
 ``AnswerStore``; ``replay`` draws from it for the online steps, and the *store stage* trains the student on all of
 it (AEDM's offline phase: once the budget is spent; a federated strategy may also run it after every round).
 
+**The answer histogram.** Every answer is counted by class (``fedkd.distill.histogram``); a run logs its entropy
+and top-class share with each evaluation, and the loop warns once, through the ``fedkd`` logger, when the answers
+collapse onto one class (the query source is then off the teacher's domain).
+
 Every method runs under the same loop, student, optimizer and budget, so a benchmark compares query
 synthesis and nothing else. An iteration starts only if its whole cost fits in the remaining budget,
 so a run ends on a complete iteration, never on a ``QueryBudgetExceeded``.
@@ -27,6 +31,7 @@ so a run ends on a complete iteration, never on a ``QueryBudgetExceeded``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from fedkd.distill.histogram import AnswerHistogram
 from fedkd.distill.losses import disagreement
 from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
@@ -44,6 +50,7 @@ from fedkd.seeding import torch_generator
 
 AnsweredBatch = tuple[torch.Tensor, torch.Tensor]
 STUDENT_OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
+log = logging.getLogger("fedkd")
 
 
 @dataclass
@@ -159,7 +166,8 @@ class BlackBoxDistiller:
     ``wave_size`` is the number of queries one oracle call may carry, rounded down to whole iterations; below one
     iteration's cost (and at 0, the default) every batch is its own call, in the order of the per-batch protocol.
     ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the synthesizer,
-    teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage).
+    teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage). ``answers`` counts
+    every answer by class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once.
 
     >>> import torch
     >>> from fedkd.distill.baselines import RandomNoise
@@ -180,6 +188,7 @@ class BlackBoxDistiller:
         self.student, self.synthesizer, self.config = student, synthesizer, config
         self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0, "store": 0.0}
         self.oracle = TimedOracle(oracle, self.seconds)
+        self.answers = AnswerHistogram()
         self.optimizer = make_student_optimizer(student, config.student_optimizer, config.student_lr)
         self.wave_size = wave_size
         self.store_training = store_training or getattr(synthesizer, "store_training", None)
@@ -224,6 +233,9 @@ class BlackBoxDistiller:
         else:
             losses = [self._train(batches) for batches in self._answered_wave(iterations)]
         self.waves += 1
+        warning = self.answers.collapse_warning()
+        if warning is not None:
+            log.warning("%s", warning)
         if not self.can_step() and not self.finished:
             self.finish()
         return sum(losses) / len(losses)
@@ -237,10 +249,10 @@ class BlackBoxDistiller:
             batches = []
             proposal = self._propose()
             if proposal is not None:
-                batches.append(self._learn(proposal, self.oracle(proposal.queries)))
+                batches.append(self._learn(proposal, self._ask(proposal.queries)))
             for _ in range(self.config.student_steps):
                 x = self.synthesizer.sample(self.config.batch_size)
-                batches.append(self._keep(x, self.oracle(x)))
+                batches.append(self._keep(x, self._ask(x)))
         return batches
 
     def _answered_wave(self, iterations: int) -> list[list[AnsweredBatch]]:
@@ -255,13 +267,19 @@ class BlackBoxDistiller:
                        for _ in range(iterations)]
             queries = [q for proposal, fresh in planned
                        for q in ([] if proposal is None else [proposal.queries]) + fresh]
-            answers = iter(self.oracle(torch.cat(queries)).split([len(q) for q in queries]))
+            answers = iter(self._ask(torch.cat(queries)).split([len(q) for q in queries]))
             waves = []
             for proposal, fresh in planned:
                 batches = [] if proposal is None else [self._learn(proposal, next(answers))]
                 batches += [self._keep(x, next(answers)) for x in fresh]
                 waves.append(batches)
         return waves
+
+    def _ask(self, x: torch.Tensor) -> torch.Tensor:
+        """The oracle's answers to ``x``, counted in the answer histogram."""
+        answers = self.oracle(x)
+        self.answers.add(answers)
+        return answers
 
     def _generator_time(self) -> _Timed:
         return _Timed(self.seconds, "generator", exclude="teacher")
@@ -332,7 +350,8 @@ class BlackBoxDistiller:
         tensors, skeleton = flatten(
             {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
              "synthesizer": self.synthesizer.state_dict(), "store_rng": self.store_rng.get_state(),
-             "store": self.store.state_dict() if self.store is not None else {}},
+             "store": self.store.state_dict() if self.store is not None else {},
+             "answers": self.answers.state_dict()},
             "distiller",
         )
         return tensors, {"skeleton": skeleton, "queries": self.oracle.used, "iterations": self.iterations,
@@ -349,6 +368,7 @@ class BlackBoxDistiller:
         self.optimizer.load_state_dict(parts["optimizer"])
         self.synthesizer.load_state_dict(parts["synthesizer"])
         self.store_rng.set_state(parts["store_rng"])
+        self.answers.load_state_dict(parts["answers"])
         if self.store is not None:
             self.store.load_state_dict(parts["store"])
         self.iterations, self.student_updates = state["iterations"], state["student_updates"]
