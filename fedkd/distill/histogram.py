@@ -62,6 +62,15 @@ class AnswerHistogram:
         p = self.counts[self.counts > 0].double() / self.total
         return float(-(p * p.log()).sum())
 
+    def entropy_error(self) -> float:
+        """The standard error of ``entropy`` (nats) as an estimate from this many answers (the delta method:
+        ``sqrt((sum_c p_c log^2 p_c - H^2) / N)``); nan before any answer."""
+        if not self.total:
+            return float("nan")
+        p = self.counts[self.counts > 0].double() / self.total
+        spread = float((p * p.log() ** 2).sum()) - self.entropy() ** 2
+        return (max(spread, 0.0) / self.total) ** 0.5
+
     def top_share(self) -> float:
         """The share of the answers that name the most frequent class; nan before any answer."""
         return float(self.counts.max()) / self.total if self.total else float("nan")
