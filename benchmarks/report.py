@@ -415,6 +415,25 @@ def aedm_budgets() -> str:
                  ["l"] + ["r"] * len(TABLE_BUDGETS), rows)
 
 
+@block("teacher_panel")
+def teacher_panel() -> str:
+    """``aedm_mnist.toml`` per teacher of the panel, with the framing fixed (before) and adapted (now)."""
+    runs = read("teacher_panel_distill.csv")
+    choice = read("teacher_panel_choice.csv")
+    rows = []
+    for teacher, group in runs.groupby("teacher", sort=False):
+        cells = []
+        for variant in ("fixed", "adapted"):
+            ratio = group[group["variant"] == variant]["ratio"]
+            cells.append("–" if ratio.empty else f"{mean_std(group[group['variant'] == variant]['test_acc'])} "
+                                                  f"({ratio.mean():.2f})")
+        picked = choice[choice["teacher"] == teacher]["chosen"]
+        rows.append([f"`{teacher}`", f"{group['teacher_acc'].iloc[0]:.3f}",
+                     " / ".join(picked) if len(picked) else "–", *cells])
+    return table(["teacher", "teacher acc", "framing kept (prior seeds 0 / 1)",
+                  "student, fixed framing (ratio)", "student, adapted (ratio)"], ["l", "r", "l", "r", "r"], rows)
+
+
 # --- generative baselines ---------------------------------------------------------------------------------
 
 

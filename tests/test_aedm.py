@@ -181,3 +181,20 @@ def test_an_adapting_run_resumes_exactly(tmp_path) -> None:
         return metrics[~metrics["metric"].str.contains("second")].reset_index(drop=True)
 
     pd.testing.assert_frame_equal(without_timing(resumed.metrics), without_timing(complete.metrics))
+
+
+def test_learning_in_the_plain_framing_asks_the_adapted_queries_and_stores_the_plain_ones(prior) -> None:
+    """Two sources on one seed decode the same images: the adapted one asks them in its chosen framing and, with
+    ``learn_plain``, hands the student the plain framing the unadapted source asks in."""
+    student = build_classifier("lenet5", 1, 28, 10)
+    plain = AEDM(AEDMConfig(steer=False, **FAST), prior, 28, seed=3)
+    adapted = AEDM(AEDMConfig(steer=False, adapt_queries=8, learn_plain=True, **FAST), prior, 28, seed=3)
+    adapted.proposed, adapted.choice = 1, 5  # the probing is over; box16+contrast2 was chosen
+    expected, proposal = plain.propose(student, 8, "label"), adapted.propose(student, 8, "label")
+    assert adapted.transform.name == "box16+contrast2" and expected.seen is None
+    torch.testing.assert_close(proposal.seen, expected.queries)
+    torch.testing.assert_close(proposal.kept, expected.queries)
+    assert not torch.allclose(proposal.queries, expected.queries)
+    batch, _ = adapted.learn(student, proposal, torch.zeros(8, dtype=torch.long), lambda n: (proposal.seen[:n],
+                                                                                             torch.zeros(n)))
+    torch.testing.assert_close(batch[:8], expected.queries)

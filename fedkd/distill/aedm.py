@@ -35,7 +35,10 @@ smaller or larger, with or without thicker strokes and more contrast); every lat
 answers had the highest class entropy (``fedkd.distill.histogram``) when the probing ended (in a federated wave:
 the answers received by then), unless it beats the plain framing by no more than chance would (``AEDM.chosen``).
 Only the answers decide, so it works in label mode and needs no labelled data; the probing batches are stored
-and trained on like any other.
+and trained on like any other. The adapted framing is for the teacher to read the digit; the student is tested
+on the teacher's own inputs, laid out as ``query_box`` says, so with ``learn_plain`` it learns each answer on the
+same decoded image in that plain framing (``Proposal.seen``), which did better than learning the adapted
+framing on the teachers that needed another framing.
 
 Each batch costs exactly ``B`` queries; the loop must take no fresh student batches
 (``distill.student_steps = 0``), because its batches would not reach the memory.
@@ -93,9 +96,9 @@ class AEDMConfig:
     (a federation's combined answers can name some classes for a handful of queries only), and an unweighted
     student then rarely predicts the rare ones (``tests/test_store.py`` checks the recall of a rare class with
     and without the weights). ``adapt_queries`` (0: off) is the number of first queries spent choosing the query
-    transform (see the module docstring); it is rounded up to whole batches. ``cover_pool`` (1: off) decodes that
-    many images per query and asks about the ones whose class (by the student) the teacher has answered least
-    (``AEDM.covering``).
+    transform (see the module docstring); it is rounded up to whole batches. ``learn_plain`` has the student
+    learn each answer on the same prior image in the plain ``query_box`` framing, not in the framing the teacher
+    was asked in.
     """
 
     section: ClassVar[str] = "aedm"
@@ -118,10 +121,10 @@ class AEDMConfig:
     offline_max_steps: int = 0
     balance_classes: bool = False
     adapt_queries: int = 0
-    cover_pool: int = 1
+    learn_plain: bool = False
 
     def validate(self) -> None:
-        for name in ("sampling_steps", "steer_steps", "offline_batch_size", "cover_pool"):
+        for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "offline_max_steps",
@@ -219,28 +222,11 @@ class AEDM:
             self.current = self.choice
         self.proposed += 1
         start = time.perf_counter()
-        n = batch_size * self.config.cover_pool
-        small = self.steered(student, n) if self.config.steer else self.decode(self.noise(n))
+        small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
         x = self.framed(small)
-        if self.config.cover_pool > 1:
-            x = x[self.covering(student, x, batch_size)]
+        seen = self.seen(small, x)
         self.seconds["steer"] += time.perf_counter() - start
-        return Proposal(queries=x, keep=len(x), context=self.current)
-
-    def covering(self, student: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
-        """Indices of ``n`` of the images ``x``, drawn without replacement with weights ``1 / (1 + a_c)``, ``c`` the
-        student's class for the image and ``a_c`` the teacher's answers of class ``c`` so far (with this transform):
-        the student stands in for the teacher, so classes the teacher has rarely answered are asked about more."""
-        was_training = student.training
-        student.eval()
-        with torch.no_grad():
-            predicted = student(x).argmax(dim=1).cpu()
-        student.train(was_training)
-        counts = self.answers[self.current].counts
-        answered = torch.zeros(max(len(counts), int(predicted.max()) + 1))
-        answered[:len(counts)] = counts.float()
-        weights = 1.0 / (1.0 + answered[predicted])
-        return torch.multinomial(weights.to(self.rng.device), n, replacement=False, generator=self.rng).cpu()
+        return Proposal(queries=x, keep=len(x), context=self.current, seen=None if seen is x else seen)
 
     def chosen(self) -> int:
         """The transform whose answers so far have the highest class entropy, if it beats the ``query_box`` framing
@@ -266,7 +252,7 @@ class AEDM:
         """The online step's batch: the fresh answers plus ``replay_batches`` batches replayed from the store."""
         self.answers[proposal.context].add(answers)
         n = len(proposal.queries)
-        parts = [(proposal.queries, answers)] + [replay(n) for _ in range(self.config.replay_batches)]
+        parts = [(proposal.kept, answers)] + [replay(n) for _ in range(self.config.replay_batches)]
         return torch.cat([x for x, _ in parts]), torch.cat([a for _, a in parts])
 
     def noise(self, n: int) -> torch.Tensor:
@@ -283,6 +269,13 @@ class AEDM:
         """Prior images as the teacher sees them: the current transform (``query_box`` framing unless adapted)."""
         return self.transform(small, self.image_size)
 
+    def seen(self, small: torch.Tensor, framed: torch.Tensor | None = None) -> torch.Tensor:
+        """Prior images as the student learns them: in the plain ``query_box`` framing when ``learn_plain``, else
+        as the teacher sees them (``framed``, if already made)."""
+        if self.config.learn_plain and self.current != 0:
+            return self.transforms[0](small, self.image_size)
+        return self.framed(small) if framed is None else framed
+
     def steered(self, student: nn.Module, n: int) -> torch.Tensor:
         """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
         cfg = self.config
@@ -292,7 +285,7 @@ class AEDM:
         student.requires_grad_(False)
         try:
             for _ in range(cfg.steer_steps):
-                images = self.framed(self.prior.sample(x_T, steps=cfg.sampling_steps,
+                images = self.seen(self.prior.sample(x_T, steps=cfg.sampling_steps,
                                                        grad_last_k=cfg.grad_last_k))
                 logits = student(images)
                 objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
@@ -307,7 +300,7 @@ class AEDM:
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
-        return self.framed(self.decode(self.noise(n)))
+        return self.seen(self.decode(self.noise(n)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.get_state(), "seconds": dict(self.seconds), "proposed": self.proposed,

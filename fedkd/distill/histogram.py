@@ -87,8 +87,8 @@ class AnswerHistogram:
         return (f"answers collapsed onto one class: the teacher answered class {int(self.counts.argmax())} to "
                 f"{self.top_share():.0%} of the first {self.total:,} queries (answer entropy {self.entropy():.2f} "
                 f"nats): it reads the queries as one class, so the query source is likely off the teacher's domain "
-                f"and the student will learn little; try queries closer to the teacher's inputs (another prior or "
-                f"aedm.query_box, distill.method = 'real' with public data) or check the teacher")
+                f"and the student will learn little; try queries closer to the teacher's inputs (aedm.adapt_queries, "
+                f"another prior or aedm.query_box, distill.method = 'real' with public data) or check the teacher")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts.clone()}

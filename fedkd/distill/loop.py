@@ -92,11 +92,19 @@ class DistillConfig:
 class Proposal:
     """A synthesizer's own query batch: the ``queries`` it asks, of which the first ``keep`` are samples worth
     storing (the rest are probes, e.g. the perturbed copies of a zeroth-order estimate), and the ``context`` its
-    ``learn`` needs (latents, directions)."""
+    ``learn`` needs (latents, directions). ``seen`` (``None``: the kept queries themselves) are the images stored
+    and learnt from in their place: the same samples drawn as the student will be tested, where the queries were
+    transformed for the teacher to read them (AEDM's adapted framing)."""
 
     queries: torch.Tensor
     keep: int
     context: Any = None
+    seen: torch.Tensor | None = None
+
+    @property
+    def kept(self) -> torch.Tensor:
+        """The images the student learns the answers to the first ``keep`` queries on."""
+        return self.queries[:self.keep] if self.seen is None else self.seen
 
 
 class QuerySynthesizer(Protocol):
@@ -290,7 +298,7 @@ class BlackBoxDistiller:
         return x, answers
 
     def _learn(self, proposal: Proposal, answers: torch.Tensor) -> AnsweredBatch:
-        self._keep(proposal.queries[:proposal.keep], answers[:proposal.keep])
+        self._keep(proposal.kept, answers[:proposal.keep])
         return self.synthesizer.learn(self.student, proposal, answers, self.replay)
 
     def replay(self, n: int) -> AnsweredBatch:
