@@ -1,12 +1,13 @@
 """CPU vs GPU seconds for each shipped config at a reduced budget (run by ``scripts/gpu_check.sh``).
 
-Every config in ``simulations/`` runs once on ``cpu`` and once on ``cuda`` with the same seed and the
-reductions in ``REDUCED`` (fewer queries, steps, samples or rounds, so the whole table takes minutes), as a
-plain ``fedkd.run``. Federated runs on ``cuda`` also get ``federation.client_gpus = 1 / num_clients`` (Ray's
-fractional GPUs: the clients share one GPU). The seconds are wall time of the whole run (start-up included).
+Every config in ``simulations/`` runs once on ``cpu``, once on ``cuda`` and once on ``cuda-bf16`` (``cuda`` with
+``run.precision = "bf16"``) with the same seed and the reductions in ``REDUCED`` (fewer queries, steps, samples or
+rounds, so the whole table takes minutes), as a plain ``fedkd.run``. Federated runs on ``cuda`` also get
+``federation.client_gpus = 1 / num_clients`` (Ray's fractional GPUs: the clients share one GPU). The seconds are
+wall time of the whole run (start-up included).
 The headline metric of each run is reported beside its time, so a GPU run that silently did less shows.
 
-    python benchmarks/device_timing.py [--only NAME ...] [--devices cpu cuda]
+    python benchmarks/device_timing.py [--only NAME ...] [--devices cpu cuda cuda-bf16]
 
 Writes ``benchmarks/results/device_timing.csv`` and ``device_timing.md``. Needs a CUDA device for ``cuda``.
 """
@@ -47,9 +48,11 @@ REDUCED: dict[str, dict[str, object]] = {
 HEADLINE = ("test_acc", "fid_like/dark_knowledge", "fid_like/single_fold@8")
 
 
-def overrides_for(name: str, device: str) -> dict[str, object]:
-    """The reductions of ``name`` on ``device`` (a federated run on a GPU shares it among its clients)."""
-    overrides = {**REDUCED[name], "run.device": device}
+def overrides_for(name: str, variant: str) -> dict[str, object]:
+    """The reductions of ``name`` on ``variant``, a device optionally followed by ``-bf16`` (its precision); a
+    federated run on a GPU shares it among its clients."""
+    device, _, precision = variant.partition("-")
+    overrides = {**REDUCED[name], "run.device": device, "run.precision": precision or "fp32"}
     cfg = load_config(ROOT / "simulations" / f"{name}.toml", overrides)
     if cfg.run.kind == "federated" and device != "cpu":
         overrides["federation.client_gpus"] = 1 / cfg.federation.num_clients
@@ -68,7 +71,7 @@ def headline(metrics: pd.DataFrame) -> tuple[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=sorted(REDUCED), choices=sorted(REDUCED), metavar="NAME")
-    parser.add_argument("--devices", nargs="*", default=["cpu", "cuda"])
+    parser.add_argument("--devices", nargs="*", default=["cpu", "cuda", "cuda-bf16"])
     args = parser.parse_args()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     rows = []
@@ -91,11 +94,14 @@ def main() -> None:
     wide = table.pivot(index="config", columns="device", values="seconds")
     if {"cpu", "cuda"} <= set(wide.columns):
         wide["speed-up"] = (wide["cpu"] / wide["cuda"]).round(2)
+    if {"cuda", "cuda-bf16"} <= set(wide.columns):
+        wide["bf16 speed-up"] = (wide["cuda"] / wide["cuda-bf16"]).round(2)
     lines = ["| config | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in wide.iterrows()]
     (RESULTS / "device_timing.md").write_text(
         f"Wall seconds per shipped config at a reduced budget (seed 0, one run each; GPU: {gpu}, "
-        f"torch {torch.__version__}). Written by `python benchmarks/device_timing.py`.\n\n" + "\n".join(lines) + "\n")
+        f"torch {torch.__version__}; cuda-bf16: run.precision = bf16). Written by "
+        f"`python benchmarks/device_timing.py`.\n\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

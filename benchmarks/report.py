@@ -113,6 +113,43 @@ def overhead() -> str:
     )
 
 
+@block("oneshot")
+def oneshot() -> str:
+    runs = read("oneshot.csv").query("tag == 'default'")
+    rows = []
+    for (federation, strategy, mode, alpha), g in runs.groupby(["federation", "strategy", "mode", "alpha"], sort=True):
+        fedavg = g["fedavg_oneshot"].dropna()
+        rows.append([federation, f"`{strategy}`", mode, f"{alpha:g}", f"{len(g)}", f"**{mean_std(g['test_acc'])}**",
+                     mean_std(g["ensemble"]), mean_std(g["rho"], 2),
+                     mean_std(fedavg) if len(fedavg) else "absent (no common architecture)",
+                     f"{100 * g['delta_fedavg'].mean():+.1f}" if len(fedavg) else "",
+                     mean_std(g["ensemble_proba"]), mean_std(g["best_client"]), f"{g['seconds'].mean():.0f}"])
+    return table(["clients", "strategy", "answers", "alpha", "seeds", "student `test_acc`",
+                  "clients' combined answer", "rho", "one-shot FedAvg", "Delta (points)",
+                  "combined probabilities", "best client", "s"],
+                 ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"], rows)
+
+
+@block("oneshot_clients")
+def oneshot_clients() -> str:
+    runs = read("oneshot_clients.csv")
+    columns = [("label", "ds"), ("label", "class_aware"), ("label", "mean"), ("proba", "class_aware"),
+               ("weights", "fedavg_oneshot")]
+    rows = []
+    for (alpha, training), g in runs.groupby(["alpha", "training"], sort=False):
+        cells = [mean_std(g.query(f"mode == '{m}' and combine == '{c}'")["ensemble"]) for m, c in columns]
+        rows.append([f"{alpha:g}", training, f"{g['seed'].nunique()}", *cells])
+    return table(["alpha", "clients trained", "seeds", "labels, DS", "labels, class-aware", "labels, vote",
+                  "probabilities, class-aware", "weights averaged once"], ["r", "l", *"rrrrrr"], rows)
+
+
+@block("oneshot_published")
+def oneshot_published() -> str:
+    rows = read("oneshot_published.csv")
+    return table(["published (other setups, for direction only)", "setting", "figure", "source"],
+                 ["l", "l", "r", "l"], rows[["method", "setting", "figure", "source"]].values.tolist())
+
+
 @block("waves")
 def waves() -> str:
     runs = read("waves.csv")

@@ -2,7 +2,8 @@
 
 ``train`` takes in the round's label chunk through the node's aggregator (state kept in ``context.state``
 between rounds) and trains either the received global model (FedAvg: the reply carries weights) or the
-node's own model (data-free strategies: the reply carries metrics only). ``query`` answers a wave of
+node's own model (data-free strategies: the reply carries metrics only, and its weights only for the one-shot
+FedAvg reference of ``query.eval_references``). ``query`` answers a wave of
 queries with the node's own model — labels only, or probabilities, as the server asks, unless the node's own
 policy (node config ``answer-mode = "label"``) allows labels only. All the work is in
 ``fedkd.federation``; this file only moves it through Flower messages.
@@ -27,6 +28,7 @@ from fedkd.federation.local import (
     local_train,
     own_model_round,
 )
+from fedkd.federation.references import weights_average_meaningfully
 from fedkd.payload import compact_answers, decode_images
 from fedkd_clients.protocol import (
     ANSWER_MODE,
@@ -63,6 +65,8 @@ def train(msg: Message, context: Context) -> Message:
         examples = int((state.labels >= 0).sum())
         metrics = {**state.last_metrics, LABEL_COUNTS: label_counts(state.labels, data.n_classes)}
         reply = RecordDict()
+        if reveals_weights(cfg, str(context.node_config.get(ANSWER_MODE, ""))):
+            reply[ARRAYS] = ArrayRecord.from_torch_state_dict(state.model)
     _save_state(context, state)
     reply[METRICS] = MetricRecord({NUM_EXAMPLES: examples, PARTITION: partition_id, **metrics})
     return Message(content=reply, reply_to=msg)
@@ -93,6 +97,12 @@ def answer_mode(asked: str, policy: str) -> str:
     if policy not in ("", "label", "proba"):
         raise FedkdError(f"node config {ANSWER_MODE} = {policy!r} is not one of 'label', 'proba'")
     return "label" if policy == "label" else asked
+
+
+def reveals_weights(cfg: ExperimentConfig, policy: str) -> bool:
+    """Whether a data-free node sends its own weights after training: only for the one-shot FedAvg reference
+    (``query.eval_references``, where averaging is meaningful), and never under a labels-only policy."""
+    return cfg.query.eval_references and weights_average_meaningfully(cfg) and answer_mode("proba", policy) == "proba"
 
 
 def _node(msg: Message, context: Context) -> tuple[ExperimentConfig, int, int, ClientData]:

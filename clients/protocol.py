@@ -5,7 +5,8 @@ rebuilds its data, labels and model from the config and its ``partition-id``. Ke
 
 * ``train`` with ``arrays``: train the global weights on the local labels, reply with weights (FedAvg).
 * ``train`` without ``arrays``: train the node's own model, reply with metrics only (data-free strategies:
-  weights never leave the node) and ``label-counts``, the histogram of its aggregated labels.
+  weights never leave the node) and ``label-counts``, the histogram of its aggregated labels; only a run that
+  measures the one-shot FedAvg reference (``query.eval_references``) gets the node's weights as ``arrays`` too.
 * ``query``: ``queries`` holds a wave of images as ``uint8`` ``codes`` with their per-image ``scale``
   (``fedkd.payload``); the reply's ``answers`` holds class indices in the smallest integer type (``query-mode`` =
   ``"label"``) or ``float16`` probabilities (``"proba"``) from the node's own model. A node whose node config says

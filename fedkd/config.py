@@ -29,21 +29,25 @@ ENTRY_POINT_GROUP = "fedkd.experiments"
 
 @dataclass
 class RunSection:
-    """What every experiment has: its kind, a name for its run directory, the one seed, the device."""
+    """What every experiment has: its kind, a name for its run directory, the one seed, the device and the
+    precision of its training forward passes (``fp32``, or ``bf16`` autocast on CUDA: ``fedkd.precision``)."""
 
     kind: str = ""
     name: str = "run"
     seed: int = 0
     device: str = "cpu"
+    precision: str = "fp32"
 
     def validate(self) -> None:
         from fedkd.devices import check_device_name
+        from fedkd.precision import check_precision
 
         if not self.kind:
             raise ConfigError('run.kind is missing: name the experiment kind, e.g. kind = "federated"')
         if self.seed < 0:
             raise ConfigError(f"run.seed must be >= 0, got {self.seed}")
         check_device_name(self.device)
+        check_precision(self.precision, self.device)
 
 
 @dataclass

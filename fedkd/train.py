@@ -7,11 +7,15 @@ seed gives bit-identical weights on CPU.
 
 from __future__ import annotations
 
+import copy
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fedkd.errors import ConfigError, DataError
+from fedkd.precision import autocast
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -45,12 +49,35 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return kept_rows.gather(3, cols[:, None, None, :].expand(n, c, h, w))
 
 
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Held-out images and labels checked after every epoch: training keeps the weights of the best epoch and stops
+    after ``patience`` epochs without improvement (0: run every epoch, still keeping the best)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    patience: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The last epoch's mean loss, the epochs run, and (with early stopping) the best held-out accuracy."""
+
+    loss: float
+    epochs: int
+    val_acc: float | None = None
+
+
 def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int, lr: float,
                      generator: torch.Generator, optimizer: str = "adam", weight_decay: float = 0.0,
-                     augment: bool = False, max_shift: int = 2) -> float:
-    """Minimise cross-entropy over ``epochs`` passes in shuffled mini-batches; returns the last epoch's mean loss.
+                     augment: bool = False, max_shift: int = 2,
+                     early_stopping: EarlyStopping | None = None, precision: str = "fp32") -> TrainingResult:
+    """Minimise cross-entropy over up to ``epochs`` passes in shuffled mini-batches.
 
-    ``augment`` shifts every image by up to ``max_shift`` pixels (see ``random_shift``). The model is left in
+    ``augment`` shifts every image by up to ``max_shift`` pixels (see ``random_shift``). With ``early_stopping``
+    the model ends with the weights of its best epoch on the held-out set ("train to convergence" without a fixed
+    epoch count); the held-out check draws nothing from ``generator``, so the batches are those of a run without
+    it. The forward passes run in ``precision`` (``fedkd.precision``), the loss in float32. The model is left in
     train mode.
     """
     if epochs < 1 or batch_size < 1:
@@ -63,7 +90,9 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     model.train()
     epoch_loss = torch.zeros((), device=device)
-    for _ in range(epochs):
+    best_acc, best_state, stale, ran = -1.0, None, 0, 0
+    for epoch in range(1, epochs + 1):
+        ran = epoch
         order = torch.randperm(len(x), generator=generator, device=generator.device).to(x.device)
         epoch_loss = torch.zeros((), device=device)
         for start in range(0, len(x), batch_size):
@@ -71,12 +100,25 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
             xb, yb = x[idx], y[idx]
             if augment:
                 xb = random_shift(xb, max_shift, generator)
-            loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+            with autocast(precision, device):
+                logits = model(xb.to(device))
+            loss = F.cross_entropy(logits.float(), yb.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             epoch_loss += loss.detach() * len(idx)
-    return float(epoch_loss) / len(x)
+        if early_stopping is None:
+            continue
+        acc = evaluate_accuracy(model, early_stopping.x, early_stopping.y)
+        if acc > best_acc:
+            best_acc, best_state, stale = acc, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if early_stopping.patience and stale >= early_stopping.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainingResult(float(epoch_loss) / len(x), ran, best_acc if early_stopping is not None else None)
 
 
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:

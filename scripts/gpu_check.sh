@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Check fedkd on a CUDA GPU: the `gpu` tests (each kind briefly on cuda vs the CPU), then the CPU-vs-GPU timing
-# table of every shipped config at a reduced budget. Run in the repository root of a machine with a GPU, after
+# Check fedkd on a CUDA GPU: the `gpu` tests (each kind briefly on cuda vs the CPU, and run.precision = "bf16" vs
+# fp32 on cuda), then the CPU-vs-GPU timing table (with a cuda-bf16 column) of every shipped config at a reduced
+# budget. Run in the repository root of a machine with a GPU, after
 # scripts/setup.sh (or with a CUDA torch in .venv). Writes benchmarks/results/gpu_check_tests.txt,
 # device_timing.csv and device_timing.md; commit them.
 set -euo pipefail

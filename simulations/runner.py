@@ -18,6 +18,7 @@ from fedkd.config import DataSection, ExperimentConfig, ExperimentKind
 from fedkd.distill.aedm import AEDMConfig
 from fedkd.distill.loop import DistillConfig
 from fedkd.distill.tandemgan import TandemGANConfig
+from fedkd.errors import ConfigError
 from fedkd.federation.config import ClientSection, CrowdSection, FederationSection, QuerySection
 from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
@@ -30,11 +31,23 @@ from fedkd_strategies.server import make_server_app
 def check_federated(cfg: ExperimentConfig) -> None:
     """What the server would find wrong after Ray's start-up, found before it: the data and its partition, the
     strategy's settings, and the global model with whatever it needs (a generator for the image size, a prior)."""
+    require_client_gpus(cfg)
     _filter_flower_log()  # building the strategy here is where Flower's FedAvg would first warn
     client_partitions(cfg)
     _, test = train_test(cfg)
     strategy = get_strategy(cfg.federation.strategy)(cfg)
     strategy.build_global_model((test.channels, test.image_size, test.image_size), test.n_classes)
+
+
+def require_client_gpus(cfg: ExperimentConfig) -> None:
+    """A CUDA run needs ``federation.client_gpus`` > 0: the clients train on ``run.device`` too, and Ray hides the GPUs
+    from an actor given no share of them, so every client would fail in its first round."""
+    device, gpus = cfg.run.device, cfg.federation.client_gpus
+    if device.startswith("cuda") and gpus <= 0:
+        raise ConfigError(
+            f"federation.client_gpus must be > 0 when run.device = {device!r} (got {gpus}): the clients train on "
+            f"{device!r} and Ray hides the GPU from a client with no share of it; give each a fraction, e.g. "
+            f"{1 / cfg.federation.num_clients:g} for {cfg.federation.num_clients} clients on one GPU")
 
 
 class _UnactionableFlowerWarnings(logging.Filter):

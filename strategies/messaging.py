@@ -20,6 +20,7 @@ from fedkd.config import ExperimentConfig
 from fedkd.federation.rounds import Failure, Traffic, TrainReplies, nbytes
 from fedkd_clients.protocol import (
     ANSWERS,
+    ARRAYS,
     CODES,
     CONFIG,
     LABEL_COUNTS,
@@ -89,9 +90,14 @@ class FlowerLink:
     def train(self, server_round: int, partitions: list[int]) -> TrainReplies:
         config = instruction_config(self.cfg, server_round)
         replies = self.send(MessageType.TRAIN, partitions, lambda pid: RecordDict({CONFIG: config}), lambda pid: 0)
+        weights = {pid: msg.content[ARRAYS].to_torch_state_dict() for pid, msg in replies.items()
+                   if ARRAYS in msg.content}
+        self.traffic.bytes_up += sum(nbytes(*w.values()) for w in weights.values())
         return TrainReplies(
             metrics={pid: reply_metrics(msg) for pid, msg in replies.items()},
             label_counts={pid: list(msg.content[METRICS][LABEL_COUNTS]) for pid, msg in replies.items()},
+            weights=weights,
+            num_examples={pid: int(replies[pid].content[METRICS][NUM_EXAMPLES]) for pid in weights},
         )
 
     def ask(self, server_round: int, partitions: list[int], codes: torch.Tensor, scale: torch.Tensor,

@@ -65,6 +65,7 @@ class Case:
     setup: Callable[[Path], object] | None = None
     out: bool = True  # add --out {tmp}/out
     marks: list[pytest.MarkDecorator] = field(default_factory=list)
+    cuda: bool = False  # pretend this machine has cuda:0, for checks that come after run.device's own
 
 
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -79,7 +80,19 @@ CASES = {
                                marks=[NO_CUDA]),
     "device-cuda-index-absent": Case([CROWD, "--set", "run.device=cuda:7"],
                                      r"run.device = 'cuda:7' is not available on this machine; it has \["),
+    # run.precision: spelt wrong, or bf16 where autocast would only mislead (auto is decided first)
+    "precision-fp16": Case([CROWD, "--set", "run.precision=fp16"],
+                           r"run.precision = 'fp16' is not a precision; choose one of \['fp32', 'bf16'\]"),
+    "precision-bf16-on-cpu": Case([BLACKBOX, "--set", "run.precision=bf16"],
+                                  r"run.precision = 'bf16' needs a CUDA device, got run.device = 'cpu': .* use "
+                                  r"'fp32' on 'cpu', 'bf16' only with cuda or cuda:N"),
+    "precision-bf16-auto-is-cpu": Case([BLACKBOX, "--set", "run.device=auto", "--set", "run.precision=bf16"],
+                                       r"run.precision = 'bf16' needs a CUDA device, got run.device = 'cpu'",
+                                       marks=[NO_CUDA]),
     # federated: what the server would only find after Ray's start-up
+    "cuda-clients-without-gpus": Case([CROWD, "--set", "run.device=cuda"],
+                                      r"federation.client_gpus must be > 0 when run.device = 'cuda' \(got 0.0\): "
+                                      r"the clients train on 'cuda' .* e.g. 0.1 for 10 clients on one GPU", cuda=True),
     "generator-for-8x8": Case([FED_TANDEM, "--set", "data.dataset=digits"], r"no generator for 1x8x8 images"),
     "corrupt-aedm-prior": Case([FED_AEDM, "--set", "aedm.prior={tmp}/prior"],
                                r"model.safetensors does not match the checksum", setup=corrupt_prior),
@@ -126,7 +139,10 @@ def snapshot(tmp: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=name, marks=c.marks) for name, c in CASES.items()])
-def test_a_bad_run_is_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_bad_run_is_one_line_and_loses_nothing(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    if case.cuda:
+        monkeypatch.setattr("fedkd.devices.available_devices", lambda: ["cpu", "cuda:0"])
     if case.setup is not None:
         case.setup(tmp_path)
     before = snapshot(tmp_path)

@@ -31,6 +31,8 @@ def fedkd(*args: str) -> subprocess.CompletedProcess:
          "--device = 'gpu0' is not a device name"),
         (["gan", "train", "--dataset", "digits", "--out", "/nonexistent/g", "--device", "cuda:7"],
          "--device = 'cuda:7' is not available on this machine"),
+        (["prior", "train", "--dataset", "digits", "--out", "/nonexistent/p", "--precision", "bf16"],
+         "--precision = 'bf16' needs a CUDA device, got --device = 'cpu'"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args, message):

@@ -56,7 +56,8 @@ def test_distillation_uses_no_real_images(monkeypatch, teacher_pair):
     distill_generator(teacher, student, GeneratorDistillation(steps=3, batch_size=8), torch_generator(0, "d"),
                       discriminator)
     inputs = set(inspect.signature(distill_generator).parameters)
-    assert inputs == {"teacher", "student", "settings", "generator", "discriminator", "on_log", "log_every"}
+    assert inputs == {"teacher", "student", "settings", "generator", "discriminator", "on_log", "log_every",
+                      "precision"}
 
 
 @pytest.mark.parametrize("settings", [GeneratorDistillation(steps=150, batch_size=32),

@@ -7,7 +7,7 @@ from fedkd.data import load_dataset
 from fedkd.errors import ConfigError, DataError
 from fedkd.models import build_classifier
 from fedkd.seeding import seed_torch, torch_generator
-from fedkd.train import evaluate_accuracy, predict_logits, random_shift, train_classifier
+from fedkd.train import EarlyStopping, evaluate_accuracy, predict_logits, random_shift, train_classifier
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,8 @@ def test_classifiers_learn_real_digits(digits, name, epochs, floor):
     (x, y), (xt, yt) = digits
     model = _fresh(name)
     before = evaluate_accuracy(model, xt, yt)
-    loss = train_classifier(model, x, y, epochs=epochs, batch_size=64, lr=3e-3, generator=torch_generator(0, "train"))
+    result = train_classifier(model, x, y, epochs=epochs, batch_size=64, lr=3e-3, generator=torch_generator(0, "train"))
+    loss = result.loss
     after = evaluate_accuracy(model, xt, yt)
     assert before < 0.3 and after > floor and loss < 0.5
 
@@ -37,7 +38,7 @@ def test_same_generator_seed_gives_bit_identical_weights(digits):
     for seed in (5, 5, 6):
         model = _fresh()
         loss = train_classifier(model, x, y, epochs=1, batch_size=32, lr=1e-3, generator=torch_generator(seed, "t"),
-                                augment=True)
+                                augment=True).loss
         runs.append((loss, torch.cat([p.flatten() for p in model.parameters()])))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
     assert not torch.equal(runs[0][1], runs[2][1])
@@ -49,6 +50,21 @@ def test_sgd_with_weight_decay_also_trains(digits):
     train_classifier(model, x, y, epochs=5, batch_size=32, lr=0.05, generator=torch_generator(0, "t"), optimizer="sgd",
                      weight_decay=1e-4)
     assert evaluate_accuracy(model, xt, yt) > 0.85
+
+
+def test_early_stopping_keeps_the_best_epoch_and_stops_when_held_out_accuracy_stalls(digits):
+    (x, y), (xt, yt) = digits
+    model = _fresh()
+    held_out = EarlyStopping(xt, yt, patience=2)
+    result = train_classifier(model, x, y, epochs=40, batch_size=64, lr=3e-3, generator=torch_generator(0, "t"),
+                              early_stopping=held_out)
+    assert result.epochs < 40  # digits converge in a handful of epochs; two stale epochs end it
+    assert result.val_acc == evaluate_accuracy(model, xt, yt) > 0.9  # the weights are those of the best epoch
+    # Labels with no relation to the images: held-out accuracy never improves on the first epochs' for long.
+    noise = torch.randint(0, 10, (len(yt),), generator=torch_generator(1, "noise"))
+    stalled = train_classifier(_fresh(), x, y, epochs=40, batch_size=64, lr=3e-3, generator=torch_generator(0, "t"),
+                               early_stopping=EarlyStopping(xt, noise, patience=1))
+    assert stalled.epochs < 10
 
 
 def test_predict_logits_restores_mode_and_tracks_no_gradient(digits):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from fedkd.devices import add_device_option
+from fedkd.precision import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (cosine-decayed to 0)")
     train.add_argument("--ema-decay", type=float, default=0.995)
     add_device_option(train)
+    train.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                       help="forward passes in fp32 (default) or bf16 autocast (CUDA only)")
     train.set_defaults(func=handle_train)
 
     show = actions.add_parser("show", help="check a saved diffusion model and print its metadata")
@@ -37,6 +40,7 @@ def handle_train(args: argparse.Namespace) -> int:
     from fedkd.generative.artifacts import parse_ints, reproducing_command
     from fedkd.generative.prior_training import PriorTraining, train_prior_on_dataset
     from fedkd.models.diffusion import DiffusionConfig, save_prior
+    from fedkd.precision import check_precision
 
     data = load_dataset(args.dataset)
     config = DiffusionConfig(image_size=data.image_size, channels=data.channels,
@@ -45,9 +49,11 @@ def handle_train(args: argparse.Namespace) -> int:
     settings = PriorTraining(steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay)
     command = reproducing_command("fedkd prior train", args, (
         "dataset", "out", "seed", "widths", "layers_per_block", "timesteps", "steps", "batch_size", "lr", "ema_decay",
-        "class_conditional", "device"))
-    model, provenance = train_prior_on_dataset(args.dataset, config, settings, args.seed, command,
-                                               resolve_device(args.device, "--device"))
+        "class_conditional", "device", "precision"))
+    device = resolve_device(args.device, "--device")
+    check_precision(args.precision, device, "--precision", "--device")
+    model, provenance = train_prior_on_dataset(args.dataset, config, settings, args.seed, command, device,
+                                               args.precision)
     out = save_prior(model, args.out, provenance)
     print(f"diffusion prior on {args.dataset} ({sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{provenance.training['train_seconds']} s); saved to {out}")

@@ -78,6 +78,7 @@ from fedkd.distill.store import StoreTraining
 from fedkd.distill.transforms import QueryTransform, candidates
 from fedkd.errors import ConfigError
 from fedkd.models.diffusion import DiffusionModel, resize_images
+from fedkd.precision import autocast
 from fedkd.seeding import torch_generator
 
 
@@ -186,16 +187,19 @@ class AEDM:
     and the offline phase are the loop's answer store and store stage (``store_training``, from the ``offline_*``
     and ``augment_*`` settings). ``seconds["steer"]`` is this source's own time (noise optimisation and decoding).
     ``transforms`` are the framings adaptation chooses among (only the plain ``query_box`` framing when
-    ``adapt_queries`` is 0), ``answers`` the class histogram of each one's answers.
+    ``adapt_queries`` is 0), ``answers`` the class histogram of each one's answers. ``precision`` is that of the
+    prior's and the student's forward passes in steering and decoding (``fedkd.precision``); the images and the
+    objective are float32.
     """
 
     def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", precision: str = "fp32") -> None:
         config.validate()
         if config.query_box > image_size:
             raise ConfigError(f"aedm.query_box must be <= the teacher's image size {image_size} (0 = all of "
                               f"it), got {config.query_box}")
         self.config, self.prior, self.image_size = config, prior.to(device), image_size
+        self.device, self.precision = device, precision
         self.rng = torch_generator(seed, "aedm", "noise", device=device)
         self.seconds = {"steer": 0.0}
         self.transforms = (candidates(config.query_box, image_size) if config.adapt_queries
@@ -262,8 +266,8 @@ class AEDM:
 
     def decode(self, x_T: torch.Tensor) -> torch.Tensor:
         """The prior's images (at its own size) for ``x_T``, without gradients."""
-        with torch.no_grad():
-            return self.prior.sample(x_T, steps=self.config.sampling_steps)
+        with torch.no_grad(), autocast(self.precision, self.device):
+            return self.prior.sample(x_T, steps=self.config.sampling_steps).float()
 
     def framed(self, small: torch.Tensor) -> torch.Tensor:
         """Prior images as the teacher sees them: the current transform (``query_box`` framing unless adapted)."""
@@ -285,9 +289,10 @@ class AEDM:
         student.requires_grad_(False)
         try:
             for _ in range(cfg.steer_steps):
-                images = self.seen(self.prior.sample(x_T, steps=cfg.sampling_steps,
-                                                       grad_last_k=cfg.grad_last_k))
-                logits = student(images)
+                with autocast(self.precision, self.device):
+                    logits = student(self.seen(self.prior.sample(x_T, steps=cfg.sampling_steps,
+                                                                 grad_last_k=cfg.grad_last_k)))
+                logits = logits.float()
                 objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
                 optimizer.zero_grad(set_to_none=True)
                 (-objective).backward()

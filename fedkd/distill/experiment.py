@@ -49,7 +49,7 @@ def build_synthesizer(cfg: ExperimentConfig, channels: int, image_size: int, dat
     """The query source ``cfg.distill.method`` names, seeded from the run seed: the one factory of centralized and
     federated runs. ``dataset`` is the teacher's (or the clients') data, which an AEDM prior must not have learnt;
     ``pool()`` gives the unlabeled images of ``real`` (called only for that method). The source, its generator
-    and its random streams live on ``run.device``."""
+    and its random streams live on ``run.device``; AEDM's forward passes run in ``run.precision``."""
     from fedkd.distill.aedm import AEDM, load_aedm_prior, require_no_fresh_student_batches
     from fedkd.distill.baselines import RandomNoise, RealData
     from fedkd.distill.dfme import DFME
@@ -64,7 +64,8 @@ def build_synthesizer(cfg: ExperimentConfig, channels: int, image_size: int, dat
         return RandomNoise(channels, image_size, seed, device)
     if method == "aedm":
         require_no_fresh_student_batches(cfg.distill.student_steps)
-        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, dataset, channels), image_size, seed, device)
+        return AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, dataset, channels), image_size, seed, device,
+                    cfg.run.precision)
     return RealData(pool(), seed, device)
 
 
@@ -110,7 +111,8 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     oracle = ModelOracle(teacher.model, mode=settings.mode, budget=settings.budget,
                          used=0 if checkpoint is None else checkpoint.state["queries"])
     synthesizer = build_synthesizer(cfg, info.channels, info.image_size, info.dataset, lambda: train.tensors()[0])
-    distiller = BlackBoxDistiller(student, oracle, synthesizer, settings, seed=cfg.run.seed)
+    distiller = BlackBoxDistiller(student, oracle, synthesizer, settings, seed=cfg.run.seed,
+                                  precision=cfg.run.precision)
     if checkpoint is None and not distiller.can_step():
         raise ConfigError(f"distill.budget = {settings.budget} is smaller than one iteration of {settings.method!r} "
                           f"({distiller.iteration_cost} queries at distill.batch_size = {settings.batch_size}, "

@@ -46,6 +46,7 @@ from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
 from fedkd.errors import ConfigError, FedkdError
 from fedkd.oracle import Oracle
+from fedkd.precision import autocast
 from fedkd.seeding import torch_generator
 
 AnsweredBatch = tuple[torch.Tensor, torch.Tensor]
@@ -174,8 +175,9 @@ class BlackBoxDistiller:
     ``wave_size`` is the number of queries one oracle call may carry, rounded down to whole iterations; below one
     iteration's cost (and at 0, the default) every batch is its own call, in the order of the per-batch protocol.
     ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the synthesizer,
-    teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage). ``answers`` counts
-    every answer by class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once.
+    teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage). ``precision`` is the
+    student's forward passes' (``fedkd.precision``; its losses stay float32). ``answers`` counts every answer by
+    class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once.
 
     >>> import torch
     >>> from fedkd.distill.baselines import RandomNoise
@@ -192,8 +194,8 @@ class BlackBoxDistiller:
 
     def __init__(self, student: nn.Module, oracle: Oracle, synthesizer: QuerySynthesizer,
                  config: DistillConfig, *, wave_size: int = 0, seed: int = 0,
-                 store_training: StoreTraining | None = None) -> None:
-        self.student, self.synthesizer, self.config = student, synthesizer, config
+                 store_training: StoreTraining | None = None, precision: str = "fp32") -> None:
+        self.student, self.synthesizer, self.config, self.precision = student, synthesizer, config, precision
         self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0, "store": 0.0}
         self.oracle = TimedOracle(oracle, self.seconds)
         self.answers = AnswerHistogram()
@@ -311,9 +313,12 @@ class BlackBoxDistiller:
     def _train(self, batches: list[AnsweredBatch]) -> float:
         start = time.perf_counter()
         self.student.train()
+        device = next(self.student.parameters()).device
         total = 0.0
         for x, answers in batches:
-            loss = disagreement(self.student(x), answers, self.oracle.mode).mean()
+            with autocast(self.precision, device):
+                logits = self.student(x)
+            loss = disagreement(logits.float(), answers, self.oracle.mode).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -330,7 +335,7 @@ class BlackBoxDistiller:
         if self.store is None or training is None:
             return 0
         start = time.perf_counter()
-        steps = train_on_store(self.student, self.store, training, self.oracle.mode, self.store_rng)
+        steps = train_on_store(self.student, self.store, training, self.oracle.mode, self.store_rng, self.precision)
         self.seconds["store"] += time.perf_counter() - start
         return steps
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from fedkd.distill.losses import disagreement
 from fedkd.payload import decode_images, encode_images
+from fedkd.precision import autocast
 
 
 class AnswerStore:
@@ -142,10 +143,11 @@ def draw(store: AnswerStore, n: int, training: StoreTraining, generator: torch.G
 
 
 def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraining, mode: str,
-                   generator: torch.Generator) -> int:
+                   generator: torch.Generator, precision: str = "fp32") -> int:
     """The store stage: ``training.epochs`` epochs of Adam on the augmented store; returns the steps taken.
 
-    The student's mode is restored afterwards; the stage spends no queries.
+    The student's forward passes run in ``precision`` (``fedkd.precision``), its loss in float32. The student's
+    mode is restored afterwards; the stage spends no queries.
     """
     if not len(store) or training.epochs < 1:
         return 0
@@ -161,7 +163,9 @@ def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraini
     student.train()
     for idx in batches:
         x = training.augment(store.inputs(idx).to(device), generator)
-        loss = (disagreement(student(x), answers[idx], mode) * weights[idx]).mean()
+        with autocast(precision, device):
+            logits = student(x)
+        loss = (disagreement(logits.float(), answers[idx], mode) * weights[idx]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

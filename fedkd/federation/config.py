@@ -16,6 +16,12 @@ class FederationSection:
 
     Each round the server works with a sample of the clients (``fedkd.federation.sampling``): ``clients_per_round``
     of them when it is set (> 0), else a ``fraction_train`` share, drawn afresh each round from the run seed.
+
+    ``client_cpus`` and ``client_gpus`` are each simulated client's share of the machine (Ray's resources;
+    fractions let several clients share a CPU core or a GPU). Clients train on ``run.device``, so a run on
+    ``cuda`` needs ``client_gpus`` > 0 (e.g. ``1 / num_clients`` for all on one GPU): Ray hides the GPUs from a
+    client with no share of them, and the simulation refuses such a config before it starts
+    (``simulations/runner.py``) rather than let every client fail.
     """
 
     strategy: str = "fedavg"
@@ -93,6 +99,13 @@ class ClientSection:
     aggregator's own settings under its name, e.g. ``{bila = {log_prior = false}}``; only the chosen
     aggregator's apply, so switching ``aggregator`` needs no other change (``benchmarks/client_labels.py``
     measures what BILA's class prior does on skewed clients).
+    ``val_fraction`` > 0 holds out that share of a client's items (a fixed, seeded draw per item) and trains "to
+    convergence": up to ``local_epochs`` epochs, keeping the epoch whose model best matches the held-out
+    *cleaned* labels (the client has no other truth) and stopping after ``patience`` epochs without improvement
+    (0: never early). One-shot federations (``simulations/oneshot.toml``) train each client once, this way.
+    ``shared_init`` starts every client of a data-free strategy from the same seeded initialisation (FedAvg's
+    initial global model) instead of one of its own: what one-shot FedAvg presumes, so that averaging the clients'
+    models is a meaningful reference (``query.eval_references``).
     """
 
     model: str = "lenet5"
@@ -104,6 +117,9 @@ class ClientSection:
     lr: float = 1e-3
     optimizer: Literal["adam", "sgd"] = "adam"
     augment: bool = False
+    val_fraction: float = 0.0
+    patience: int = 0
+    shared_init: bool = False
 
     def validate(self) -> None:
         from fedkd.aggregation import AGGREGATORS, build_aggregator
@@ -122,6 +138,11 @@ class ClientSection:
             raise ConfigError(
                 f"client.local_epochs and client.batch_size must be >= 1 and client.lr > 0, "
                 f"got {self.local_epochs}, {self.batch_size}, {self.lr}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0 or self.patience < 0:
+            raise ConfigError(
+                f"client.val_fraction must be in [0, 1) (0: no held-out labels) and client.patience >= 0, "
+                f"got {self.val_fraction}, {self.patience}"
             )
 
 
@@ -145,6 +166,10 @@ class QuerySection:
     ``store_every_round`` makes the student take one augmented pass over every stored answer after each round
     (for methods that keep an answer store), so it learns from the answers as they come instead of only once the
     budget is spent.
+    ``eval_references`` also logs, on the same trained clients, ``test_acc/fedavg_oneshot`` (their weights averaged,
+    where that is meaningful: one architecture and ``client.shared_init``), ``test_acc/ensemble_proba`` (their
+    combined probabilities) and ``test_acc/best_client``: a simulation's measurement, for which the clients reveal
+    weights and probabilities that never reach the student (``fedkd.federation.references``).
     """
 
     combine: str = "class_aware"
@@ -154,6 +179,7 @@ class QuerySection:
     first_round: int = 1
     wave_size: int = 0
     store_every_round: bool = False
+    eval_references: bool = False
 
     def validate(self) -> None:
         from fedkd.data import DATASETS
@@ -167,5 +193,8 @@ class QuerySection:
             raise ConfigError(
                 f"query.wave_size must be >= 0 (0: the round's share of the budget), got {self.wave_size}"
             )
+        if self.eval_references and not self.eval_ensemble:
+            raise ConfigError("query.eval_references = true needs query.eval_ensemble = true (the references are "
+                              "measured with the clients' combined answer)")
         if self.public_box < 0:
             raise ConfigError(f"query.public_box must be >= 0 (0: the images as they are), got {self.public_box}")

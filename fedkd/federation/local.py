@@ -19,8 +19,8 @@ from fedkd.config import ExperimentConfig
 from fedkd.errors import FedkdError
 from fedkd.federation.data import ClientData
 from fedkd.models import build_classifier
-from fedkd.seeding import derive_seed, seed_torch, torch_generator
-from fedkd.train import predict_logits, train_classifier
+from fedkd.seeding import derive_seed, numpy_rng, seed_torch, torch_generator
+from fedkd.train import EarlyStopping, predict_logits, train_classifier
 
 
 @dataclass
@@ -99,7 +99,8 @@ def local_train(
 ) -> LocalResult:
     """Train ``weights`` (a fresh, seeded model when None) on this client's aggregated labels.
 
-    Reports ``train_loss`` and ``label_acc``.
+    Reports ``train_loss`` and ``label_acc``, and with held-out labels (``client.val_fraction``) ``val_acc`` (the
+    best epoch's agreement with them) and the ``epochs`` run.
     """
     known = np.flatnonzero(state.labels >= 0)
     seed_torch(cfg.run.seed, "client-init", data.partition_id)
@@ -107,24 +108,43 @@ def local_train(
     if weights is not None:
         model.load_state_dict(weights)
     device = cfg.run.device
-    x = data.x[known].to(device)
-    y = torch.as_tensor(state.labels[known], device=device)
-    loss = train_classifier(
+    held_out = known[held_out_items(cfg, data)[known]]
+    train_items = np.setdiff1d(known, held_out) if len(held_out) else known
+    early_stopping = None
+    if len(held_out):
+        early_stopping = EarlyStopping(data.x[held_out].to(device),
+                                       torch.as_tensor(state.labels[held_out], device=device), cfg.client.patience)
+    result = train_classifier(
         model,
-        x,
-        y,
+        data.x[train_items].to(device),
+        torch.as_tensor(state.labels[train_items], device=device),
         epochs=cfg.client.local_epochs,
         batch_size=cfg.client.batch_size,
         lr=cfg.client.lr,
         optimizer=cfg.client.optimizer,
         generator=torch_generator(cfg.run.seed, "local-train", data.partition_id, round),
         augment=cfg.client.augment,
+        early_stopping=early_stopping,
+        precision=cfg.run.precision,
     )
+    metrics = {"train_loss": result.loss, "label_acc": label_accuracy(data, state.labels)}
+    if result.val_acc is not None:
+        metrics.update(val_acc=result.val_acc, epochs=float(result.epochs))
     return LocalResult(
         weights={k: v.detach().cpu() for k, v in model.state_dict().items()},
         num_examples=len(known),
-        metrics={"train_loss": float(loss), "label_acc": label_accuracy(data, state.labels)},
+        metrics=metrics,
     )
+
+
+def held_out_items(cfg: ExperimentConfig, data: ClientData) -> np.ndarray:
+    """Which of the client's items are held out for early stopping (``client.val_fraction``): one seeded draw per
+    item, so an item stays on its side as more labels arrive. Always leaves at least one item to train on."""
+    draws = numpy_rng(cfg.run.seed, "client-held-out", data.partition_id).random(len(data.y_true))
+    held_out = draws < cfg.client.val_fraction
+    if held_out.all():
+        held_out[np.argmax(draws)] = False
+    return held_out
 
 
 def own_model_round(cfg: ExperimentConfig, data: ClientData, state: ClientState | None, round: int) -> ClientState:
@@ -137,9 +157,21 @@ def own_model_round(cfg: ExperimentConfig, data: ClientData, state: ClientState 
     architecture = client_architecture(cfg, data.partition_id)
     for r in range(state.model_round + 1, round + 1):
         state = ingest_labels(cfg, data, state, r)
-        result = local_train(cfg, data, state, state.model, r, architecture)
+        weights = state.model
+        if weights is None and cfg.client.shared_init:
+            weights = shared_initial_weights(cfg, tuple(data.x.shape[1:]), data.n_classes, architecture)
+        result = local_train(cfg, data, state, weights, r, architecture)
         state = replace(state, model=result.weights, model_round=r, last_metrics=result.metrics)
     return state
+
+
+def shared_initial_weights(
+    cfg: ExperimentConfig, data_shape: tuple[int, int, int], n_classes: int, architecture: str
+) -> dict[str, torch.Tensor]:
+    """The initialisation every client shares under ``client.shared_init``: the one FedAvg's global model starts
+    from (the same seed stream), so a homogeneous federation's own models average as in one-shot FedAvg."""
+    seed_torch(cfg.run.seed, "global-init")
+    return {k: v.detach().cpu() for k, v in build_model(cfg, data_shape, n_classes, architecture).state_dict().items()}
 
 
 def answer_queries(

@@ -26,6 +26,7 @@ from fedkd.federation.local import (
     local_train,
     own_model_round,
 )
+from fedkd.federation.references import average_weights, weights_average_meaningfully
 from fedkd.federation.rounds import Traffic, TrainReplies, nbytes
 from fedkd.federation.sampling import sampled_partitions
 from fedkd.payload import compact_answers, decode_images
@@ -41,6 +42,7 @@ class PlainRun:
     test_acc: list[float]
     bytes_down: list[int] = field(default_factory=list)
     bytes_up: list[int] = field(default_factory=list)
+    server_metrics: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +60,10 @@ class PlainLink:
             self.states[pid] = state = own_model_round(self.cfg, data, self.states.get(pid), server_round)
             replies.metrics[pid] = dict(state.last_metrics)
             replies.label_counts[pid] = label_counts(state.labels, data.n_classes)
+            if self.cfg.query.eval_references and weights_average_meaningfully(self.cfg):
+                replies.weights[pid] = state.model
+                replies.num_examples[pid] = int((state.labels >= 0).sum())
+                self.traffic.bytes_up += nbytes(*state.model.values())
         return replies
 
     def ask(self, server_round: int, partitions: list[int], codes: torch.Tensor, scale: torch.Tensor,
@@ -95,9 +101,8 @@ def run_plain_fedavg(cfg: ExperimentConfig) -> PlainRun:
             data = client_data(cfg, pid)
             states[pid] = ingest_labels(cfg, data, states.get(pid), server_round)
             results.append(local_train(cfg, data, states[pid], weights, server_round))
-        total = sum(r.num_examples for r in results)
         size = nbytes(*weights.values())
-        weights = {k: sum(r.weights[k].float() * (r.num_examples / total) for r in results) for k in weights}
+        weights = average_weights([r.weights for r in results], [r.num_examples for r in results])
         run.round_seconds.append(time.perf_counter() - start)
         run.bytes_down.append(size * len(results))
         run.bytes_up.append(size * len(results))
@@ -126,6 +131,7 @@ def run_plain_query(cfg: ExperimentConfig) -> PlainRun:
         run.round_seconds.append(time.perf_counter() - start)
         run.bytes_down.append(outcome.bytes_down)
         run.bytes_up.append(outcome.bytes_up)
+        run.server_metrics.append(outcome.server_metrics)
         student.load_state_dict(weights)
         run.test_acc.append(evaluate_accuracy(student, x_test, y_test))
     return run

@@ -16,8 +16,9 @@ evenly over the rounds from ``query.first_round`` on) is counted by the oracle, 
 
 After each round the clients also answer the test images, outside the budget (evaluation, not training):
 ``test_acc/ensemble`` is the accuracy of their combined answer, the upper reference for the student, and
-``fidelity`` the student's agreement with it; ``answer_entropy`` and ``answer_top_share`` describe the combined
-answers so far (``fedkd.distill.histogram``). This module knows nothing of Flower: the round runs against a
+``fidelity`` the student's agreement with it; ``query.eval_references`` adds the one-shot protocol's references
+(``fedkd.federation.references``); ``answer_entropy`` and ``answer_top_share`` describe the combined answers so
+far (``fedkd.distill.histogram``). This module knows nothing of Flower: the round runs against a
 ``ClientLink``.
 """
 
@@ -36,14 +37,17 @@ from fedkd.distill.experiment import build_synthesizer
 from fedkd.distill.loop import BlackBoxDistiller
 from fedkd.distill.state import flatten, unflatten
 from fedkd.errors import ConfigError, FedkdError
-from fedkd.federation.answers import AnswerCombiner
+from fedkd.federation.answers import COMBINE_CLASS_AWARE, AnswerCombiner
 from fedkd.federation.data import train_test
-from fedkd.federation.rounds import ClientLink, RoundOutcome
+from fedkd.federation.local import build_model, client_architecture
+from fedkd.federation.references import accuracy_of_answers, average_weights
+from fedkd.federation.rounds import ClientLink, RoundOutcome, TrainReplies
 from fedkd.federation.sampling import sampled_partitions
 from fedkd.models import build_classifier
 from fedkd.oracle import ModelOracle
 from fedkd.payload import encode_images, expand_answers
 from fedkd.seeding import derive_seed
+from fedkd.train import evaluate_accuracy
 
 
 class QueryServer:
@@ -78,7 +82,8 @@ class QueryServer:
                                   batch_size=cfg.distill.budget)
         synthesizer = build_synthesizer(cfg, self.shape[0], self.shape[1], cfg.data.dataset, self.public_pool)
         self.distiller = BlackBoxDistiller(student, self.oracle, synthesizer, cfg.distill,
-                                           wave_size=self.wave_size(), seed=cfg.run.seed)
+                                           wave_size=self.wave_size(), seed=cfg.run.seed,
+                                           precision=cfg.run.precision)
         return student
 
     def wave_size(self) -> int:
@@ -130,7 +135,7 @@ class QueryServer:
             distiller.train_on_store(replace(distiller.store_training, epochs=1, max_steps=0))
         server_metrics = {"train_loss": sum(losses) / len(losses), **distiller.answers.metrics()} if losses else {}
         if self.cfg.query.eval_ensemble and self.partitions:
-            server_metrics.update(self._evaluate_ensemble())
+            server_metrics.update(self._evaluate_ensemble(trained))
         return RoundOutcome(
             weights={k: v.detach().cpu().clone() for k, v in distiller.student.state_dict().items()},
             client_metrics=trained.metrics,
@@ -155,17 +160,48 @@ class QueryServer:
         """The oracle's teacher: the combined answer as log-probabilities (a label oracle keeps only the argmax)."""
         return torch.log(self.combiner(self._answers(x, self.oracle.mode)).clamp_min(1e-8))
 
-    def _evaluate_ensemble(self) -> dict[str, float]:
-        method = "class_aware" if self.cfg.query.combine == "class_aware" else "mean"
-        reference = AnswerCombiner(method, self.n_classes)
-        reference.set_label_counts(self.combiner.label_counts)
-        ensemble = reference(self._answers(self.x_test, self.cfg.distill.mode))
-        predicted = ensemble.argmax(dim=1).to(self.y_test.device)
+    def _evaluate_ensemble(self, trained: TrainReplies) -> dict[str, float]:
+        """The clients' combined answer on the test set (``test_acc/ensemble``) and the student's agreement with it;
+        with ``query.eval_references`` also the references of ``fedkd.federation.references``."""
+        answers = self._answers(self.x_test, self.cfg.distill.mode)
+        predicted = self._evaluation_combiner(proba=False)(answers).argmax(dim=1).to(self.y_test.device)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():
             agreement = (student(self.x_test).argmax(dim=1) == predicted).float().mean()
-        return {"test_acc/ensemble": float((predicted == self.y_test).float().mean()), "fidelity": float(agreement)}
+        metrics = {"test_acc/ensemble": float((predicted == self.y_test).float().mean()), "fidelity": float(agreement)}
+        if self.cfg.query.eval_references:
+            metrics.update(self._references(answers, trained))
+        return metrics
+
+    def _evaluation_combiner(self, proba: bool) -> AnswerCombiner:
+        """A fresh combiner of the run's kind: the clients' combined answer depends on the clients alone, not on the
+        queries a method asked (a copy of an aggregator that learnt the clients' reliabilities on off-domain queries
+        reads the test answers worse, and differently for every method). Probabilities under an aggregator, which
+        reads labels only, are combined class-aware instead."""
+        method = self.cfg.query.combine
+        if proba and self.combiner.aggregator is not None:
+            method = COMBINE_CLASS_AWARE
+        combiner = AnswerCombiner(method, self.n_classes, seed=derive_seed(self.cfg.run.seed, "evaluation-combiner"))
+        combiner.set_label_counts(self.combiner.label_counts)
+        return combiner
+
+    def _references(self, answers: dict[int, torch.Tensor], trained: TrainReplies) -> dict[str, float]:
+        """Best single client, combined probabilities (absent where a client answers labels only) and one-shot
+        FedAvg (absent unless every client sent weights that average meaningfully)."""
+        metrics = {"test_acc/best_client": max(accuracy_of_answers(a, self.y_test) for a in answers.values())}
+        if self.cfg.distill.mode != "proba":
+            answers = self._answers(self.x_test, "proba")
+        if all(a.dim() == 2 for a in answers.values()):
+            combined = self._evaluation_combiner(proba=True)(answers)
+            metrics["test_acc/ensemble_proba"] = accuracy_of_answers(combined, self.y_test)
+        if trained.weights and sorted(trained.weights) == self.partitions:
+            pids = sorted(trained.weights)
+            averaged = average_weights([trained.weights[p] for p in pids], [trained.num_examples[p] for p in pids])
+            model = build_model(self.cfg, self.shape, self.n_classes, client_architecture(self.cfg, pids[0]))
+            model.load_state_dict(averaged)
+            metrics["test_acc/fedavg_oneshot"] = evaluate_accuracy(model, self.x_test, self.y_test)
+        return metrics
 
     # --- resume ---------------------------------------------------------------------------------
 

@@ -45,10 +45,13 @@ class RoundOutcome:
 
 @dataclass
 class TrainReplies:
-    """What the clients reported after training their own models: metrics and label histograms per partition."""
+    """What the clients reported after training their own models: metrics and label histograms per partition, and,
+    for the references only (``fedkd.federation.references``), their weights and example counts."""
 
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     label_counts: dict[int, list[int]] = field(default_factory=dict)
+    weights: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    num_examples: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -50,12 +50,13 @@ class GeneratorDistillation:
 
 def distill_generator(teacher: ConditionalGenerator, student: ConditionalGenerator, settings: GeneratorDistillation,
                       generator: torch.Generator, discriminator: ConditionalDiscriminator | None = None,
-                      on_log: Callable[[int, float], None] | None = None, log_every: int = 100) -> float:
+                      on_log: Callable[[int, float], None] | None = None, log_every: int = 100,
+                      precision: str = "fp32") -> float:
     """Train ``student`` (in place) to imitate ``teacher``; returns the mean loss of the last ``log_every`` steps.
 
     ``generator`` is the only source of inputs (noise and labels), drawn on its device, where the networks live.
     ``discriminator`` is required when ``settings.adversarial_weight`` > 0. ``on_log(step, mean_loss)`` is called
-    every ``log_every`` steps.
+    every ``log_every`` steps. The networks' forward passes run in ``precision`` (``fedkd.precision``).
     """
     settings.validate()
     if settings.adversarial_weight > 0 and discriminator is None:
@@ -72,16 +73,16 @@ def distill_generator(teacher: ConditionalGenerator, student: ConditionalGenerat
         with torch.no_grad():
             target, h_teacher = teacher.forward_with_hidden(z, y)
         images, h_student = student.forward_with_hidden(z, y)
-        loss = (images - target).abs().mean()
+        loss = (images.float() - target.float()).abs().mean()
         if settings.feature_weight > 0:
             loss = loss + settings.feature_weight * feature_l1(h_student, h_teacher, adapter)
         if settings.adversarial_weight > 0:
-            loss = loss - settings.adversarial_weight * discriminator(images, y).mean()
+            loss = loss - settings.adversarial_weight * discriminator(images, y).float().mean()
         return loss
 
     student.train()
     mean_loss = minimise(loss_fn, [*student.parameters(), *adapter.parameters()], steps=settings.steps,
                          lr=settings.lr, betas=(0.5, 0.999), desc="distill generator", on_log=on_log,
-                         log_every=log_every)
+                         log_every=log_every, precision=precision)
     student.eval()
     return mean_loss

@@ -202,7 +202,7 @@ def run_dark_knowledge(cfg: ExperimentConfig, rundir: RunDir) -> None:
         distill_generator(teacher, student, settings, torch_generator(seed, "distill", device=device), discriminator,
                           on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss, round=r,
                                                                                 step=step),
-                          log_every=cfg.eval.log_every)
+                          log_every=cfg.eval.log_every, precision=cfg.run.precision)
         rundir.log(f"train_seconds/{name}", time.perf_counter() - start, round=phase)
         grids[name] = quality.log(name, lambda s=student: s(z, y), phase, y)
         phases.finish(phase, {name: student})
@@ -268,7 +268,8 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
         single_fold_distill(teacher, student, x0, settings, torch_generator(seed, "distill", name, device=device),
                             cfg.distill.feature_weight, log_every=cfg.eval.log_every,
                             on_log=lambda step, loss, n=name, r=phase: rundir.log(f"train_loss/{n}", loss,
-                                                                                  round=r, step=step))
+                                                                                  round=r, step=step),
+                            precision=cfg.run.precision)
         _log_compute(rundir, name, phase, settings.steps, settings.steps, time.perf_counter() - start)
         grids[name] = quality.log(name, lambda s=student: s.sample(x_T, steps=s.num_steps), phase)
         quality.log(f"single_fold_ddpm@{steps}",
@@ -295,7 +296,8 @@ def run_single_fold(cfg: ExperimentConfig, rundir: RunDir) -> None:
             architecture,
             log_every=cfg.eval.log_every, on_round=finish_round,
             on_log=lambda r, step, loss: rundir.log(f"train_loss/progressive@{total >> r}", loss, round=phase,
-                                                    step=(r - 1) * per_round.steps + step))
+                                                    step=(r - 1) * per_round.steps + step),
+            precision=cfg.run.precision)
     if cfg.eval.grid:
         save_grids({k: v[:40] for k, v in grids.items()}, rundir.path / "samples.png", nrow=8)
     phases.finish(phase, complete=True)

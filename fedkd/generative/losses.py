@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from fedkd.precision import autocast
 from fedkd.progress import progress
 
 
@@ -28,8 +29,9 @@ class ChannelAdapter(nn.Module):
 
 
 def feature_l1(h_student: torch.Tensor, h_teacher: torch.Tensor, adapter: ChannelAdapter) -> torch.Tensor:
-    """Mean absolute difference between the adapted student features and the (detached) teacher features."""
-    return (adapter(h_student) - h_teacher.detach()).abs().mean()
+    """Mean absolute difference between the adapted student features and the (detached) teacher features, in
+    float32 whatever precision the features were computed in."""
+    return (adapter(h_student).float() - h_teacher.detach().float()).abs().mean()
 
 
 class LossLog:
@@ -53,14 +55,19 @@ class LossLog:
 
 def minimise(loss_fn: Callable[[], torch.Tensor], parameters: Iterable[nn.Parameter], *, steps: int, lr: float,
              desc: str, on_log: Callable[[int, float], None] | None = None, log_every: int = 100,
-             betas: tuple[float, float] = (0.9, 0.999)) -> float:
+             betas: tuple[float, float] = (0.9, 0.999), precision: str = "fp32") -> float:
     """Adam on ``loss_fn()`` (a fresh batch's loss per call) for ``steps`` steps, learning rate cosine-decayed
-    from ``lr`` to 0; returns the mean of the last ``log_every`` losses, reported through ``on_log``."""
-    opt = torch.optim.Adam(list(parameters), lr=lr, betas=betas)
+    from ``lr`` to 0; returns the mean of the last ``log_every`` losses, reported through ``on_log``.
+
+    ``loss_fn`` runs in ``precision`` (``fedkd.precision``) on the parameters' device; it computes its loss from
+    float32 (``.float()`` outputs), and the loss is taken as float32."""
+    parameters = list(parameters)
+    opt = torch.optim.Adam(parameters, lr=lr, betas=betas)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     losses = LossLog(on_log, log_every)
     for step in progress(range(1, steps + 1), desc=desc):
-        loss = loss_fn()
+        with autocast(precision, parameters[0].device):
+            loss = loss_fn().float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

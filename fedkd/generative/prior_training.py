@@ -17,6 +17,7 @@ from torch import nn
 from fedkd.errors import ConfigError
 from fedkd.generative.artifacts import Provenance
 from fedkd.models.diffusion import DiffusionConfig, DiffusionModel
+from fedkd.precision import autocast
 from fedkd.progress import progress
 from fedkd.seeding import seed_torch, torch_generator
 
@@ -47,11 +48,12 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train_prior(x: torch.Tensor, config: DiffusionConfig, settings: PriorTraining, seed: int,
-                y: torch.Tensor | None = None) -> DiffusionModel:
+                y: torch.Tensor | None = None, precision: str = "fp32") -> DiffusionModel:
     """Fit a fresh ``DiffusionModel(config)`` to images ``x`` (labels ``y`` if conditional); returns the EMA model.
 
     The learning rate decays by a cosine from ``lr`` to 0 over the run. The model and the random stream live on
-    ``x``'s device (initialised on the CPU, so the same weights everywhere).
+    ``x``'s device (initialised on the CPU, so the same weights everywhere); its forward passes run in
+    ``precision`` (``fedkd.precision``), the loss in float32.
     """
     settings.validate()
     seed_torch(seed, "prior", "init")
@@ -64,7 +66,8 @@ def train_prior(x: torch.Tensor, config: DiffusionConfig, settings: PriorTrainin
     bar = progress(range(settings.steps), desc="prior")
     for _ in bar:
         idx = torch.randint(0, len(x), (settings.batch_size,), generator=gen, device=gen.device)
-        loss = model.training_loss(x[idx], gen, None if y is None else y[idx])
+        with autocast(precision, x.device):
+            loss = model.training_loss(x[idx], gen, None if y is None else y[idx]).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -75,8 +78,10 @@ def train_prior(x: torch.Tensor, config: DiffusionConfig, settings: PriorTrainin
 
 
 def train_prior_on_dataset(dataset: str, config: DiffusionConfig, settings: PriorTraining, seed: int,
-                           command: str, device: str = "cpu") -> tuple[DiffusionModel, Provenance]:
-    """Train on ``device`` on the training split of a registered dataset; returns the model and its provenance."""
+                           command: str, device: str = "cpu",
+                           precision: str = "fp32") -> tuple[DiffusionModel, Provenance]:
+    """Train on ``device`` in ``precision`` on the training split of a registered dataset; returns the model and its
+    provenance."""
     from fedkd.data import load_dataset
 
     data = load_dataset(dataset)
@@ -86,7 +91,7 @@ def train_prior_on_dataset(dataset: str, config: DiffusionConfig, settings: Prio
     train, _ = data.split(settings.test_fraction, seed)
     x, y = train.tensors(device)
     start = time.perf_counter()
-    model = train_prior(x, config, settings, seed, y if config.n_classes else None)
+    model = train_prior(x, config, settings, seed, y if config.n_classes else None, precision)
     provenance = Provenance(command=command, dataset=dataset, seed=seed,
                             training={**settings.__dict__, "split_seed": seed,
                                       "train_seconds": round(time.perf_counter() - start, 1)})

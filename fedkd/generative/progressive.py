@@ -34,12 +34,14 @@ from fedkd.models.diffusion import DiffusionModel
 def progressive_distill(teacher: DiffusionModel, x0: torch.Tensor, settings: DiffusionDistillation, rounds: int,
                         generator: torch.Generator, architecture: dict | None = None,
                         on_log: Callable[[int, int, float], None] | None = None, log_every: int = 100,
-                        on_round: Callable[[int, DiffusionModel], None] | None = None) -> list[DiffusionModel]:
+                        on_round: Callable[[int, DiffusionModel], None] | None = None,
+                        precision: str = "fp32") -> list[DiffusionModel]:
     """The students of ``rounds`` halvings (T/2, T/4, ...), each trained for ``settings.steps`` steps.
 
     ``architecture`` overrides the teacher's UNet for the first student (later students copy their
     predecessor). ``on_log(round, step, mean_loss)`` is called every ``log_every`` steps and
-    ``on_round(round, student)`` after each round.
+    ``on_round(round, student)`` after each round. The networks' forward passes run in ``precision``
+    (``fedkd.precision``).
     """
     settings.validate()
     if rounds < 1 or teacher.num_steps % 2 ** rounds:
@@ -53,7 +55,7 @@ def progressive_distill(teacher: DiffusionModel, x0: torch.Tensor, settings: Dif
         if round_ > 1:
             student.unet.load_state_dict(current.unet.state_dict())
         report = None if on_log is None else (lambda step, loss, r=round_: on_log(r, step, loss))
-        _distill_round(current, student, x0, settings, generator, report, log_every)
+        _distill_round(current, student, x0, settings, generator, report, log_every, precision)
         students.append(student)
         if on_round is not None:
             on_round(round_, student)
@@ -77,13 +79,13 @@ def two_step_target(model: DiffusionModel, z_t: torch.Tensor, pos: torch.Tensor)
 
 def _distill_round(teacher: DiffusionModel, student: DiffusionModel, x0: torch.Tensor,
                    settings: DiffusionDistillation, generator: torch.Generator,
-                   on_log: Callable[[int, float], None] | None, log_every: int) -> None:
+                   on_log: Callable[[int, float], None] | None, log_every: int, precision: str) -> None:
     def loss_fn() -> torch.Tensor:
         z_t, pos = noisy_batch(student, x0, settings.batch_size, generator)
-        return F.l1_loss(student.eps(z_t, pos), two_step_target(teacher, z_t, 2 * pos + 1))
+        return F.l1_loss(student.eps(z_t, pos).float(), two_step_target(teacher, z_t, 2 * pos + 1).float())
 
     teacher.eval()
     student.train()
     minimise(loss_fn, student.parameters(), steps=settings.steps, lr=settings.lr,
-             desc=f"progressive T'={student.num_steps}", on_log=on_log, log_every=log_every)
+             desc=f"progressive T'={student.num_steps}", on_log=on_log, log_every=log_every, precision=precision)
     student.eval()

@@ -50,11 +50,12 @@ def fold_student(teacher: DiffusionModel, fold: int | Sequence[int], **architect
 
 def single_fold_distill(teacher: DiffusionModel, student: DiffusionModel, x0: torch.Tensor,
                         settings: DiffusionDistillation, generator: torch.Generator, feature_weight: float = 1.0,
-                        on_log: Callable[[int, float], None] | None = None, log_every: int = 100) -> float:
+                        on_log: Callable[[int, float], None] | None = None, log_every: int = 100,
+                        precision: str = "fp32") -> float:
     """Train ``student`` (in place) on the loss above; returns the mean loss of the last ``log_every`` steps.
 
     ``x0`` are the training images, ``feature_weight`` is beta; ``on_log(step, mean_loss)`` is called every
-    ``log_every`` steps.
+    ``log_every`` steps. The networks' forward passes run in ``precision`` (``fedkd.precision``).
     """
     settings.validate()
     if feature_weight < 0:
@@ -67,7 +68,7 @@ def single_fold_distill(teacher: DiffusionModel, student: DiffusionModel, x0: to
         with torch.no_grad():
             eps_teacher, h_teacher = teacher.eps_and_features(x_t, teacher_pos[pos])
         eps_student, h_student = student.eps_and_features(x_t, pos)
-        loss = F.l1_loss(eps_student, eps_teacher)
+        loss = F.l1_loss(eps_student.float(), eps_teacher.float())
         if feature_weight > 0:
             loss = loss + feature_weight * feature_l1(h_student, h_teacher, adapter)
         return loss
@@ -76,7 +77,7 @@ def single_fold_distill(teacher: DiffusionModel, student: DiffusionModel, x0: to
     student.train()
     mean_loss = minimise(loss_fn, [*student.parameters(), *adapter.parameters()], steps=settings.steps,
                          lr=settings.lr, desc=f"single-fold T'={student.num_steps}", on_log=on_log,
-                         log_every=log_every)
+                         log_every=log_every, precision=precision)
     student.eval()
     return mean_loss
 
