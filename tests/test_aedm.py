@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from fedkd.seeding import seed_torch
 from fedkd.teachers import load_teacher, teacher_splits
 from fedkd.train import predict_logits
 
+ROOT = Path(__file__).resolve().parents[1]
 FAST = {"sampling_steps": 4, "grad_last_k": 1, "steer_steps": 3, "query_box": 20}
 
 
@@ -131,3 +133,68 @@ def test_steered_queries_beat_plain_prior_samples_at_equal_queries(teacher, prio
         assert distiller.finished
         gains.append(steered_acc - plain_acc)
     assert sum(gains) / len(gains) > 0.01, gains
+
+
+class ThickStrokeTeacher(torch.nn.Module):
+    """The shipped teacher behind a 5x5 erosion: thin strokes vanish and it answers almost one class, thick ones
+    survive and it reads digits -- a teacher whose domain the plain framing misses."""
+
+    def __init__(self, teacher: torch.nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher(-torch.nn.functional.max_pool2d(-x, 5, stride=1, padding=2))
+
+
+def test_adaptation_tries_every_candidate_then_keeps_the_one_the_teacher_reads_most_evenly(teacher, prior) -> None:
+    eroding = ThickStrokeTeacher(teacher.model).eval()
+    aedm = AEDM(AEDMConfig(steer=False, offline_epochs=0, adapt_queries=1_536, **FAST), prior, 28, seed=0)
+    oracle = ModelOracle(eroding, mode="label", budget=2_560)
+    student = build_classifier("lenet5", 1, 28, 10)
+    distiller = BlackBoxDistiller(student, oracle, aedm, DistillConfig(method="aedm", batch_size=64, student_steps=0))
+    distiller.run()
+    names = [t.name for t in aedm.transforms]
+    assert names[0] == "box20" and len(names) == 12
+    entropy = {t.name: h.entropy() for t, h in zip(aedm.transforms, aedm.answers, strict=True)}
+    assert entropy["box20"] < 1.0  # the plain framing: thin strokes, eroded to nothing, one class
+    assert aedm.transform.name != "box20" and entropy[aedm.transform.name] > 1.5  # thicker or brighter strokes
+    totals = [h.total for h in aedm.answers]  # 24 probing batches of 64, two per candidate, then the chosen one
+    assert sorted(totals) == [128] * 11 + [128 + 1_024] and totals[aedm.current] == 128 + 1_024
+
+
+def test_an_adapting_run_resumes_exactly(tmp_path) -> None:
+    import pandas as pd
+
+    import fedkd
+
+    config = ROOT / "simulations" / "aedm_mnist.toml"
+    overrides = {"distill.budget": 1_920, "distill.eval_every": 640, "distill.checkpoint_every": 640,
+                 "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1}
+    complete = fedkd.run(config, overrides=overrides, out=tmp_path / "complete")
+    crashed = shutil.copytree(tmp_path / "complete", tmp_path / "crashed")
+    latest = sorted((crashed / "checkpoints").glob("ckpt-*.json"))[-1]  # back to mid-probing (1,280 queries)
+    latest.unlink()
+    latest.with_suffix(".safetensors").unlink()
+    resumed = fedkd.run(config, overrides=overrides, out=crashed, resume=True)
+    def without_timing(metrics: pd.DataFrame) -> pd.DataFrame:
+        return metrics[~metrics["metric"].str.contains("second")].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(without_timing(resumed.metrics), without_timing(complete.metrics))
+
+
+def test_learning_in_the_plain_framing_asks_the_adapted_queries_and_stores_the_plain_ones(prior) -> None:
+    """Two sources on one seed decode the same images: the adapted one asks them in its chosen framing and, with
+    ``learn_plain``, hands the student the plain framing the unadapted source asks in."""
+    student = build_classifier("lenet5", 1, 28, 10)
+    plain = AEDM(AEDMConfig(steer=False, **FAST), prior, 28, seed=3)
+    adapted = AEDM(AEDMConfig(steer=False, adapt_queries=8, learn_plain=True, **FAST), prior, 28, seed=3)
+    adapted.proposed, adapted.choice = 1, 5  # the probing is over; box16+contrast2 was chosen
+    expected, proposal = plain.propose(student, 8, "label"), adapted.propose(student, 8, "label")
+    assert adapted.transform.name == "box16+contrast2" and expected.seen is None
+    torch.testing.assert_close(proposal.seen, expected.queries)
+    torch.testing.assert_close(proposal.kept, expected.queries)
+    assert not torch.allclose(proposal.queries, expected.queries)
+    batch, _ = adapted.learn(student, proposal, torch.zeros(8, dtype=torch.long), lambda n: (proposal.seen[:n],
+                                                                                             torch.zeros(n)))
+    torch.testing.assert_close(batch[:8], expected.queries)

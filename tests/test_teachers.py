@@ -75,6 +75,25 @@ def test_shipped_teachers_load_and_keep_their_recorded_accuracy(name: str) -> No
     assert (resolve_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 400_000
 
 
+PANEL = sorted(p.parent.name for p in resolve_path("teachers").glob("mnist5k-*/teacher.json"))
+
+
+@pytest.mark.parametrize("name", PANEL)
+def test_the_teacher_panel_loads_and_keeps_its_recorded_accuracy(name: str) -> None:
+    """The panel of ``teachers/README.md``: four architectures, two seeds each, all above 0.92 on mnist5k."""
+    teacher = load_teacher(resolve_path(f"teachers/{name}"), dataset="mnist5k")
+    _, test = teacher_splits(teacher.info)
+    assert evaluate_accuracy(teacher.model, *test.tensors()) == pytest.approx(teacher.info.test_acc, abs=1e-6)
+    assert teacher.info.test_acc > 0.92
+    assert (resolve_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 1_300_000
+
+
+def test_the_panel_has_four_architectures_with_two_seeds_each() -> None:
+    panel = [load_teacher(resolve_path(f"teachers/{name}")).info for name in PANEL]
+    models = {(info.model, info.seed) for info in panel}
+    assert models == {(m, s) for m in ("lenet5", "resnet8", "vgg_small", "mlp") for s in (0, 1)}
+
+
 def test_cli_trains_and_shows_a_teacher(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "t"
     assert main(["teacher", "train", "--dataset", "digits", "--model", "mlp", "--epochs", "1", "--out", str(out)]) == 0

@@ -26,6 +26,20 @@ query is a decoded image of the prior that the current student is unsure about. 
    own Adam, ``offline_lr``). Queries are the scarce resource, so each paid-for answer is reused many times.
 
 ``steer = false`` skips step 1 (plain prior samples): the ablation that shows what steering adds.
+
+**Adapting the framing to the teacher** (``adapt_queries`` > 0). Teachers of other architectures read the
+prior's images very differently (``benchmarks/teacher_panel.py``): thin grey strokes that one teacher reads
+correctly, another answers with one class. The first ``adapt_queries`` queries cycle batch by batch through a few
+mild query transforms (``fedkd.distill.transforms.candidates``: the ``query_box`` framing or a box 4 pixels
+smaller or larger, with or without thicker strokes and more contrast); every later batch uses the one whose
+answers had the highest class entropy (``fedkd.distill.histogram``) when the probing ended (in a federated wave:
+the answers received by then), unless it beats the plain framing by no more than chance would (``AEDM.chosen``).
+Only the answers decide, so it works in label mode and needs no labelled data; the probing batches are stored
+and trained on like any other. The adapted framing is for the teacher to read the digit; the student is tested
+on the teacher's own inputs, laid out as ``query_box`` says, so with ``learn_plain`` it learns each answer on the
+same decoded image in that plain framing (``Proposal.seen``), which did better than learning the adapted
+framing on the teachers that needed another framing.
+
 Each batch costs exactly ``B`` queries; the loop must take no fresh student batches
 (``distill.student_steps = 0``), because its batches would not reach the memory.
 
@@ -57,9 +71,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedkd.distill.histogram import AnswerHistogram
 from fedkd.distill.loop import AnsweredBatch, Proposal
 from fedkd.distill.losses import marginal_entropy, prediction_entropy
 from fedkd.distill.store import StoreTraining
+from fedkd.distill.transforms import QueryTransform, candidates
 from fedkd.errors import ConfigError
 from fedkd.models.diffusion import DiffusionModel, resize_images
 from fedkd.precision import autocast
@@ -80,7 +96,10 @@ class AEDMConfig:
     class ``c`` (``fedkd.distill.store.class_weights``): a teacher may answer most prior images with a few classes
     (a federation's combined answers can name some classes for a handful of queries only), and an unweighted
     student then rarely predicts the rare ones (``tests/test_store.py`` checks the recall of a rare class with
-    and without the weights).
+    and without the weights). ``adapt_queries`` (0: off) is the number of first queries spent choosing the query
+    transform (see the module docstring); it is rounded up to whole batches. ``learn_plain`` has the student
+    learn each answer on the same prior image in the plain ``query_box`` framing, not in the framing the teacher
+    was asked in.
     """
 
     section: ClassVar[str] = "aedm"
@@ -102,13 +121,15 @@ class AEDMConfig:
     query_box: int = 0
     offline_max_steps: int = 0
     balance_classes: bool = False
+    adapt_queries: int = 0
+    learn_plain: bool = False
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "offline_max_steps",
-                     "balance_weight", "augment_shift", "augment_degrees", "augment_scale"):
+                     "adapt_queries", "balance_weight", "augment_shift", "augment_degrees", "augment_scale"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"aedm.{name} must be >= 0, got {getattr(self, name)}")
         if self.grad_last_k > self.sampling_steps:
@@ -165,8 +186,10 @@ class AEDM:
     ``prior`` decodes noise to images (``load_aedm_prior``); ``image_size`` is the teacher's. The replay memory
     and the offline phase are the loop's answer store and store stage (``store_training``, from the ``offline_*``
     and ``augment_*`` settings). ``seconds["steer"]`` is this source's own time (noise optimisation and decoding).
-    ``precision`` is that of the prior's and the student's forward passes in steering and decoding
-    (``fedkd.precision``); the images and the objective are float32.
+    ``transforms`` are the framings adaptation chooses among (only the plain ``query_box`` framing when
+    ``adapt_queries`` is 0), ``answers`` the class histogram of each one's answers. ``precision`` is that of the
+    prior's and the student's forward passes in steering and decoding (``fedkd.precision``); the images and the
+    objective are float32.
     """
 
     def __init__(self, config: AEDMConfig, prior: DiffusionModel, image_size: int, seed: int,
@@ -179,6 +202,12 @@ class AEDM:
         self.device, self.precision = device, precision
         self.rng = torch_generator(seed, "aedm", "noise", device=device)
         self.seconds = {"steer": 0.0}
+        self.transforms = (candidates(config.query_box, image_size) if config.adapt_queries
+                           else [QueryTransform(box=config.query_box)])
+        self.answers = [AnswerHistogram() for _ in self.transforms]
+        self.proposed = 0
+        self.current = 0
+        self.choice = -1  # the chosen transform, once the probing has ended
         self.store_training = StoreTraining(
             epochs=config.offline_epochs, batch_size=config.offline_batch_size, lr=config.offline_lr,
             max_steps=config.offline_max_steps, shift=config.augment_shift, degrees=config.augment_degrees,
@@ -188,18 +217,46 @@ class AEDM:
         return batch_size
 
     def propose(self, student: nn.Module, batch_size: int, mode: str) -> Proposal:
-        """Steer (unless ``steer`` is off) and decode one batch, framed as the teacher sees it."""
+        """Steer (unless ``steer`` is off) and decode one batch, framed as the teacher sees it: while adapting, with
+        the next candidate transform in turn, then with the chosen one."""
+        if self.proposed < math.ceil(self.config.adapt_queries / batch_size):
+            self.current = self.proposed % len(self.transforms)
+        else:
+            self.choice = self.chosen() if self.choice < 0 else self.choice
+            self.current = self.choice
+        self.proposed += 1
         start = time.perf_counter()
         small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
-        self.seconds["steer"] += time.perf_counter() - start
         x = self.framed(small)
-        return Proposal(queries=x, keep=len(x))
+        seen = self.seen(small, x)
+        self.seconds["steer"] += time.perf_counter() - start
+        return Proposal(queries=x, keep=len(x), context=self.current, seen=None if seen is x else seen)
+
+    def chosen(self) -> int:
+        """The transform whose answers so far have the highest class entropy, if it beats the ``query_box`` framing
+        (the first) by more than twice the standard error of the difference; else that framing.
+
+        Entropies from a hundred answers each differ by chance by a few hundredths of a nat: without the margin,
+        a teacher that reads the plain framing well would get whichever near-equal candidate chance favoured."""
+        entropies = [h.entropy() if h.total else -1.0 for h in self.answers]
+        best = max(range(len(entropies)), key=lambda i: (entropies[i], -i))
+        plain = self.answers[0]
+        if not plain.total or best == 0:
+            return best
+        error = math.hypot(self.answers[best].entropy_error(), plain.entropy_error())
+        return best if entropies[best] - entropies[0] > 2 * error else 0
+
+    @property
+    def transform(self) -> QueryTransform:
+        """The transform of the batch being made (after adaptation: the chosen one)."""
+        return self.transforms[self.current]
 
     def learn(self, student: nn.Module, proposal: Proposal, answers: torch.Tensor,
               replay: Callable[[int], AnsweredBatch]) -> AnsweredBatch:
         """The online step's batch: the fresh answers plus ``replay_batches`` batches replayed from the store."""
+        self.answers[proposal.context].add(answers)
         n = len(proposal.queries)
-        parts = [(proposal.queries, answers)] + [replay(n) for _ in range(self.config.replay_batches)]
+        parts = [(proposal.kept, answers)] + [replay(n) for _ in range(self.config.replay_batches)]
         return torch.cat([x for x, _ in parts]), torch.cat([a for _, a in parts])
 
     def noise(self, n: int) -> torch.Tensor:
@@ -213,8 +270,15 @@ class AEDM:
             return self.prior.sample(x_T, steps=self.config.sampling_steps).float()
 
     def framed(self, small: torch.Tensor) -> torch.Tensor:
-        """Prior images as the teacher sees them (``frame_images`` with ``query_box``)."""
-        return frame_images(small, self.image_size, self.config.query_box)
+        """Prior images as the teacher sees them: the current transform (``query_box`` framing unless adapted)."""
+        return self.transform(small, self.image_size)
+
+    def seen(self, small: torch.Tensor, framed: torch.Tensor | None = None) -> torch.Tensor:
+        """Prior images as the student learns them: in the plain ``query_box`` framing when ``learn_plain``, else
+        as the teacher sees them (``framed``, if already made)."""
+        if self.config.learn_plain and self.current != 0:
+            return self.transforms[0](small, self.image_size)
+        return self.framed(small) if framed is None else framed
 
     def steered(self, student: nn.Module, n: int) -> torch.Tensor:
         """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
@@ -226,8 +290,8 @@ class AEDM:
         try:
             for _ in range(cfg.steer_steps):
                 with autocast(self.precision, self.device):
-                    logits = student(self.framed(self.prior.sample(x_T, steps=cfg.sampling_steps,
-                                                                   grad_last_k=cfg.grad_last_k)))
+                    logits = student(self.seen(self.prior.sample(x_T, steps=cfg.sampling_steps,
+                                                                 grad_last_k=cfg.grad_last_k)))
                 logits = logits.float()
                 objective = prediction_entropy(logits).mean() + cfg.balance_weight * marginal_entropy(logits)
                 optimizer.zero_grad(set_to_none=True)
@@ -241,11 +305,15 @@ class AEDM:
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` plain (unsteered) prior samples at the teacher's size: the loop's fresh batches, if any."""
-        return self.framed(self.decode(self.noise(n)))
+        return self.seen(self.decode(self.noise(n)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.get_state(), "seconds": dict(self.seconds)}
+        return {"rng": self.rng.get_state(), "seconds": dict(self.seconds), "proposed": self.proposed,
+                "current": self.current, "choice": self.choice, "answers": [h.state_dict() for h in self.answers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.set_state(state["rng"])
         self.seconds = dict(state["seconds"])
+        self.proposed, self.current, self.choice = state["proposed"], state["current"], state["choice"]
+        for histogram, saved in zip(self.answers, state["answers"], strict=True):
+            histogram.load_state_dict(saved)

@@ -5,7 +5,9 @@
 ``[distill] method`` (``tandemgan``, ``dfme``, ``random``, ``real`` or ``aedm``) and runs the shared loop. It logs
 ``teacher_acc`` once, then every ``eval_every`` queries ``queries``, ``test_acc`` (the student on the
 teacher's test split, which neither the teacher nor the student trains on), ``fidelity`` (agreement
-with the teacher's labels there) and ``train_loss``, and at the end the time split
+with the teacher's labels there), ``train_loss``, and ``answer_entropy`` (nats) and ``answer_top_share`` of the
+teacher's answers so far (``fedkd.distill.histogram``; a one-line warning says when they collapse onto one
+class), and at the end the time split
 ``seconds/teacher``, ``seconds/generator``, ``seconds/student`` with ``queries_per_second`` and
 ``student_steps_per_second``. The teacher's test-split labels for ``fidelity`` are computed once
 from the model directly: evaluation is the harness's, not the distiller's, and spends no queries.
@@ -119,7 +121,8 @@ def run_blackbox(cfg: ExperimentConfig, rundir: RunDir) -> None:
     def evaluate() -> None:
         step, used = distiller.iterations, oracle.used
         rundir.log("queries", used, step=step, queries=used)
-        for metric, value in evaluate_student(student, x_test, y_test, teacher_labels).items():
+        measured = {**evaluate_student(student, x_test, y_test, teacher_labels), **distiller.answers.metrics()}
+        for metric, value in measured.items():
             rundir.log(metric, value, step=step, queries=used)
 
     def save(complete: bool) -> None:

@@ -20,6 +20,10 @@ is the per-batch protocol: every batch its own call, made after the previous upd
 ``AnswerStore``; ``replay`` draws from it for the online steps, and the *store stage* trains the student on all of
 it (AEDM's offline phase: once the budget is spent; a federated strategy may also run it after every round).
 
+**The answer histogram.** Every answer is counted by class (``fedkd.distill.histogram``); a run logs its entropy
+and top-class share with each evaluation, and the loop warns once, through the ``fedkd`` logger, when the answers
+collapse onto one class (the query source is then off the teacher's domain).
+
 Every method runs under the same loop, student, optimizer and budget, so a benchmark compares query
 synthesis and nothing else. An iteration starts only if its whole cost fits in the remaining budget,
 so a run ends on a complete iteration, never on a ``QueryBudgetExceeded``.
@@ -27,6 +31,7 @@ so a run ends on a complete iteration, never on a ``QueryBudgetExceeded``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +40,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
+from fedkd.distill.histogram import AnswerHistogram
 from fedkd.distill.losses import disagreement
 from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
@@ -45,6 +51,7 @@ from fedkd.seeding import torch_generator
 
 AnsweredBatch = tuple[torch.Tensor, torch.Tensor]
 STUDENT_OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
+log = logging.getLogger("fedkd")
 
 
 @dataclass
@@ -86,11 +93,19 @@ class DistillConfig:
 class Proposal:
     """A synthesizer's own query batch: the ``queries`` it asks, of which the first ``keep`` are samples worth
     storing (the rest are probes, e.g. the perturbed copies of a zeroth-order estimate), and the ``context`` its
-    ``learn`` needs (latents, directions)."""
+    ``learn`` needs (latents, directions). ``seen`` (``None``: the kept queries themselves) are the images stored
+    and learnt from in their place: the same samples drawn as the student will be tested, where the queries were
+    transformed for the teacher to read them (AEDM's adapted framing)."""
 
     queries: torch.Tensor
     keep: int
     context: Any = None
+    seen: torch.Tensor | None = None
+
+    @property
+    def kept(self) -> torch.Tensor:
+        """The images the student learns the answers to the first ``keep`` queries on."""
+        return self.queries[:self.keep] if self.seen is None else self.seen
 
 
 class QuerySynthesizer(Protocol):
@@ -161,7 +176,8 @@ class BlackBoxDistiller:
     iteration's cost (and at 0, the default) every batch is its own call, in the order of the per-batch protocol.
     ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the synthesizer,
     teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage). ``precision`` is the
-    student's forward passes' (``fedkd.precision``; its losses stay float32).
+    student's forward passes' (``fedkd.precision``; its losses stay float32). ``answers`` counts every answer by
+    class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once.
 
     >>> import torch
     >>> from fedkd.distill.baselines import RandomNoise
@@ -182,6 +198,7 @@ class BlackBoxDistiller:
         self.student, self.synthesizer, self.config, self.precision = student, synthesizer, config, precision
         self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0, "store": 0.0}
         self.oracle = TimedOracle(oracle, self.seconds)
+        self.answers = AnswerHistogram()
         self.optimizer = make_student_optimizer(student, config.student_optimizer, config.student_lr)
         self.wave_size = wave_size
         self.store_training = store_training or getattr(synthesizer, "store_training", None)
@@ -226,6 +243,9 @@ class BlackBoxDistiller:
         else:
             losses = [self._train(batches) for batches in self._answered_wave(iterations)]
         self.waves += 1
+        warning = self.answers.collapse_warning()
+        if warning is not None:
+            log.warning("%s", warning)
         if not self.can_step() and not self.finished:
             self.finish()
         return sum(losses) / len(losses)
@@ -239,10 +259,10 @@ class BlackBoxDistiller:
             batches = []
             proposal = self._propose()
             if proposal is not None:
-                batches.append(self._learn(proposal, self.oracle(proposal.queries)))
+                batches.append(self._learn(proposal, self._ask(proposal.queries)))
             for _ in range(self.config.student_steps):
                 x = self.synthesizer.sample(self.config.batch_size)
-                batches.append(self._keep(x, self.oracle(x)))
+                batches.append(self._keep(x, self._ask(x)))
         return batches
 
     def _answered_wave(self, iterations: int) -> list[list[AnsweredBatch]]:
@@ -257,13 +277,19 @@ class BlackBoxDistiller:
                        for _ in range(iterations)]
             queries = [q for proposal, fresh in planned
                        for q in ([] if proposal is None else [proposal.queries]) + fresh]
-            answers = iter(self.oracle(torch.cat(queries)).split([len(q) for q in queries]))
+            answers = iter(self._ask(torch.cat(queries)).split([len(q) for q in queries]))
             waves = []
             for proposal, fresh in planned:
                 batches = [] if proposal is None else [self._learn(proposal, next(answers))]
                 batches += [self._keep(x, next(answers)) for x in fresh]
                 waves.append(batches)
         return waves
+
+    def _ask(self, x: torch.Tensor) -> torch.Tensor:
+        """The oracle's answers to ``x``, counted in the answer histogram."""
+        answers = self.oracle(x)
+        self.answers.add(answers)
+        return answers
 
     def _generator_time(self) -> _Timed:
         return _Timed(self.seconds, "generator", exclude="teacher")
@@ -274,7 +300,7 @@ class BlackBoxDistiller:
         return x, answers
 
     def _learn(self, proposal: Proposal, answers: torch.Tensor) -> AnsweredBatch:
-        self._keep(proposal.queries[:proposal.keep], answers[:proposal.keep])
+        self._keep(proposal.kept, answers[:proposal.keep])
         return self.synthesizer.learn(self.student, proposal, answers, self.replay)
 
     def replay(self, n: int) -> AnsweredBatch:
@@ -337,7 +363,8 @@ class BlackBoxDistiller:
         tensors, skeleton = flatten(
             {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
              "synthesizer": self.synthesizer.state_dict(), "store_rng": self.store_rng.get_state(),
-             "store": self.store.state_dict() if self.store is not None else {}},
+             "store": self.store.state_dict() if self.store is not None else {},
+             "answers": self.answers.state_dict()},
             "distiller",
         )
         return tensors, {"skeleton": skeleton, "queries": self.oracle.used, "iterations": self.iterations,
@@ -354,6 +381,7 @@ class BlackBoxDistiller:
         self.optimizer.load_state_dict(parts["optimizer"])
         self.synthesizer.load_state_dict(parts["synthesizer"])
         self.store_rng.set_state(parts["store_rng"])
+        self.answers.load_state_dict(parts["answers"])
         if self.store is not None:
             self.store.load_state_dict(parts["store"])
         self.iterations, self.student_updates = state["iterations"], state["student_updates"]

@@ -17,7 +17,8 @@ evenly over the rounds from ``query.first_round`` on) is counted by the oracle, 
 After each round the clients also answer the test images, outside the budget (evaluation, not training):
 ``test_acc/ensemble`` is the accuracy of their combined answer, the upper reference for the student, and
 ``fidelity`` the student's agreement with it; ``query.eval_references`` adds the one-shot protocol's references
-(``fedkd.federation.references``). This module knows nothing of Flower: the round runs against a
+(``fedkd.federation.references``); ``answer_entropy`` and ``answer_top_share`` describe the combined answers so
+far (``fedkd.distill.histogram``). This module knows nothing of Flower: the round runs against a
 ``ClientLink``.
 """
 
@@ -132,7 +133,7 @@ class QueryServer:
             losses.append(distiller.step(cap))
         if self.cfg.query.store_every_round and losses and not distiller.finished and distiller.store_training:
             distiller.train_on_store(replace(distiller.store_training, epochs=1, max_steps=0))
-        server_metrics = {"train_loss": sum(losses) / len(losses)} if losses else {}
+        server_metrics = {"train_loss": sum(losses) / len(losses), **distiller.answers.metrics()} if losses else {}
         if self.cfg.query.eval_ensemble and self.partitions:
             server_metrics.update(self._evaluate_ensemble(trained))
         return RoundOutcome(

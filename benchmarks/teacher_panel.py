@@ -1,0 +1,187 @@
+"""How each teacher of the panel reads AEDM's queries: accuracy and answer collapse, no distillation.
+
+AEDM asks the teacher about images its prior decodes (the public UCI digits, 8x8 scans, drawn into a 20x20 box of
+the 28x28 frame: ``aedm.query_box``). Whether those answers teach anything depends on the teacher: if it reads
+the queries as one class, no steering or training can help. For every teacher under ``teachers/`` of the
+dataset, this measures, on the framed public digits (whose labels are known) and on samples of the shipped prior
+``pretrained/prior-digits`` (``aedm.sampling_steps`` of ``simulations/aedm_mnist.toml``; no labels), for each of
+a few simple query transforms (``fedkd.distill.transforms``: stroke thickening, blur, contrast, other boxes,
+position jitter):
+
+* ``accuracy``: the teacher's answers against the digits' labels (public digits only);
+* ``top_share``: the share of the answers naming the most frequent class;
+* ``entropy``: the answer histogram's entropy in nats (``fedkd.distill.histogram``; log 10 = 2.303 is even).
+
+It also records which framing AEDM's adaptation (``aedm.adapt_queries``) picks for each teacher from its answers
+alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two prior seeds), and with
+``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
+(``adapted``: ``aedm.adapt_queries = 1536``, ``aedm.learn_plain``) and with the framing fixed as before
+(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), for every teacher (``teacher_panel_distill.csv``:
+the final student, its ratio to the teacher, the answer histogram and the run's time). Runs are kept under
+``--runs`` and a finished one is read back, not run again.
+
+    python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
+    python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
+    python benchmarks/teacher_panel.py --distill --seeds 0 1   # ~2.5 min per run here
+
+Writes ``benchmarks/results/teacher_panel.csv``, one row per (teacher, source, transform).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def teacher_dirs(dataset: str) -> list[Path]:
+    """The shipped teachers of ``dataset``: ``teachers/DATASET-*``."""
+    return sorted(p for p in (ROOT / "teachers").glob(f"{dataset}-*") if (p / "teacher.json").exists())
+
+
+def prior_samples(n: int, seed: int) -> torch.Tensor:
+    """``n`` decoded samples of the shipped prior at its own size, as ``simulations/aedm_mnist.toml`` draws them."""
+    from fedkd.config import load_config
+    from fedkd.distill.aedm import AEDM, load_aedm_prior
+
+    cfg = load_config(ROOT / "simulations" / "aedm_mnist.toml")
+    aedm = AEDM(cfg.aedm, load_aedm_prior(cfg.aedm, "mnist5k", channels=1), 28, seed=seed)
+    return aedm.decode(aedm.noise(n))
+
+
+def answer_row(answers: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
+    from fedkd.distill.histogram import AnswerHistogram
+
+    histogram = AnswerHistogram()
+    histogram.add(answers)
+    accuracy = float("nan") if labels is None else float((answers == labels).float().mean())
+    return {"accuracy": accuracy, "top_share": histogram.top_share(), "entropy": histogram.entropy(),
+            "top_class": int(histogram.counts.argmax())}
+
+
+def measure(dataset: str, teachers: list[Path], n_prior: int, seed: int) -> pd.DataFrame:
+    from fedkd.data import load_dataset
+    from fedkd.distill.transforms import TRANSFORMS, query_transform
+    from fedkd.teachers import load_teacher, teacher_splits
+    from fedkd.train import predict_logits
+
+    digits_x, digits_y = load_dataset("digits").tensors()
+    sources = {"public_digits": (digits_x, digits_y), "prior": (prior_samples(n_prior, seed), None)}
+    rows = []
+    for path in teachers:
+        teacher = load_teacher(path, dataset=dataset)
+        _, test = teacher_splits(teacher.info)
+        x_test, y_test = test.tensors()
+        teacher_acc = float((predict_logits(teacher.model, x_test).argmax(1) == y_test).float().mean())
+        for source, (small, labels) in sources.items():
+            for name in TRANSFORMS:
+                queries = query_transform(name, 28, seed)(small)
+                answers = predict_logits(teacher.model, queries).argmax(1)
+                rows.append({"teacher": path.name, "model": teacher.info.model, "teacher_seed": teacher.info.seed,
+                             "teacher_acc": teacher_acc, "source": source, "transform": name,
+                             **answer_row(answers, labels)})
+        print(f"{path.name}: teacher_acc {teacher_acc:.3f}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> pd.DataFrame:
+    """The framing AEDM's adaptation keeps for each teacher (``AEDM.chosen`` after the probing queries of
+    ``simulations/aedm_mnist.toml``, in label mode), with the answer entropy of the plain framing and of the chosen
+    one."""
+    from dataclasses import replace
+
+    from fedkd.config import load_config
+    from fedkd.distill.aedm import AEDM, load_aedm_prior
+    from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
+    from fedkd.models import build_classifier
+    from fedkd.oracle import ModelOracle
+    from fedkd.teachers import load_teacher
+
+    config = replace(load_config(ROOT / "simulations" / "aedm_mnist.toml").aedm, offline_epochs=0)
+    prior = load_aedm_prior(config, dataset, channels=1)
+    rows = []
+    for path in teachers:
+        teacher = load_teacher(path, dataset=dataset)
+        for seed in seeds:
+            aedm = AEDM(config, prior, 28, seed=seed)
+            oracle = ModelOracle(teacher.model, mode="label", budget=config.adapt_queries)
+            student = build_classifier("lenet5", 1, 28, 10)
+            BlackBoxDistiller(student, oracle, aedm, DistillConfig(method="aedm", batch_size=64, student_steps=0)).run()
+            choice = aedm.chosen()
+            rows.append({"teacher": path.name, "model": teacher.info.model, "teacher_seed": teacher.info.seed,
+                         "seed": seed, "chosen": aedm.transforms[choice].name,
+                         "plain_entropy": aedm.answers[0].entropy(), "chosen_entropy": aedm.answers[choice].entropy()})
+    return pd.DataFrame(rows)
+
+
+#: ``--distill``'s variants of ``simulations/aedm_mnist.toml``: as shipped, and with the framing fixed as before.
+DISTILL_VARIANTS: dict[str, dict[str, object]] = {"fixed": {"aedm.adapt_queries": 0, "aedm.learn_plain": False},
+                                                  "adapted": {}}
+
+
+def distill_row(teacher: Path, variant: str, seed: int, runs: Path) -> dict[str, object]:
+    """One ``aedm_mnist.toml`` run with only ``teacher.path``, ``run.seed`` and the variant's settings changed."""
+    import fedkd
+
+    out = runs / f"{teacher.name}-{variant}-s{seed}"
+    path = teacher.relative_to(ROOT) if teacher.is_relative_to(ROOT) else teacher
+    overrides = {"teacher.path": str(path), "run.seed": seed, **DISTILL_VARIANTS[variant]}
+    result = fedkd.run(ROOT / "simulations" / "aedm_mnist.toml", overrides=overrides, out=out,
+                       resume=(out / "config.toml").exists())
+    m = result.metrics
+    seconds = m[m["metric"].isin([f"seconds/{part}" for part in ("teacher", "generator", "student", "store")])]
+    row = {"teacher": teacher.name, "variant": variant, "seed": seed, "teacher_acc": result.final("teacher_acc"),
+           "test_acc": result.final("test_acc"), "queries": int(result.final("queries")),
+           "answer_entropy": result.final("answer_entropy"), "answer_top_share": result.final("answer_top_share"),
+           "seconds": float(seconds["value"].sum())}
+    row["ratio"] = row["test_acc"] / row["teacher_acc"]
+    print(f"{out.name}: test_acc {row['test_acc']:.4f} ({row['ratio']:.3f} of the teacher)", flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mnist5k")
+    parser.add_argument("--teachers", nargs="*", type=Path, default=None,
+                        help="teacher directories (default: teachers/DATASET-*)")
+    parser.add_argument("--prior-samples", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--distill", action="store_true", help="run aedm_mnist.toml on every teacher instead")
+    parser.add_argument("--variants", nargs="+", default=list(DISTILL_VARIANTS), choices=list(DISTILL_VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "teacher_panel")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    teachers = args.teachers or teacher_dirs(args.dataset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.distill:
+        path = args.out / "teacher_panel_distill.csv"
+        rows = [distill_row(t, variant, seed, args.runs) for seed in args.seeds for t in teachers
+                for variant in args.variants]
+        table = pd.DataFrame(rows)
+        if path.exists():  # keep the rows of other teachers, variants and seeds
+            earlier = pd.read_csv(path)
+            keys = ["teacher", "variant", "seed"]
+            earlier = earlier[~earlier.set_index(keys).index.isin(table.set_index(keys).index)]
+            table = pd.concat([earlier, table], ignore_index=True).sort_values(keys)
+        table.to_csv(path, index=False, float_format="%.4f")
+        print(table.to_string(index=False))
+        return 0
+    choices = adaptation_choices(teachers, args.dataset, [0, 1])
+    choices.to_csv(args.out / "teacher_panel_choice.csv", index=False, float_format="%.4f")
+    print(choices.to_string(index=False))
+    table = measure(args.dataset, teachers, args.prior_samples, args.seed)
+    table.to_csv(args.out / "teacher_panel.csv", index=False, float_format="%.4f")
+    wide = table.pivot_table(index=["teacher", "transform"], columns="source",
+                             values=["accuracy", "top_share", "entropy"])
+    print(wide.round(3).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""The class histogram of the teacher's answers: the one sign, visible in label mode too, that queries miss.
+
+A black-box distiller cannot see the teacher's data, but it sees every answer. When the query source is off the
+teacher's domain (a prior on other writers' digits drawn in another stroke width, a generator that has not
+learnt yet, noise) the teacher reads most queries as one class, each answer then carries almost no information,
+and the student ends near chance -- with nothing in the run saying why. ``AnswerHistogram`` counts the answers
+(the arg-max class in proba mode), gives the run's ``answer_entropy`` and ``answer_top_share`` metrics, and a
+one-line warning once the answers collapse.
+
+>>> import torch
+>>> histogram = AnswerHistogram(warn_after=4)
+>>> histogram.add(torch.tensor([3, 3, 3, 1]))
+>>> histogram.top_share(), round(histogram.entropy(), 3)
+(0.75, 0.562)
+>>> print(histogram.collapse_warning())  # doctest: +ELLIPSIS
+answers collapsed onto one class: the teacher answered class 3 to 75% of the first 4 queries ...
+>>> histogram.collapse_warning() is None  # once
+True
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: A class holding more than this share of the answers is a collapse.
+COLLAPSE_SHARE = 0.5
+#: Queries answered before the histogram is judged: enough for any query source to have left its start.
+WARN_AFTER = 5_000
+
+
+class AnswerHistogram:
+    """Counts of the teacher's answers per class, cumulative over the run, and the collapse warning.
+
+    ``entropy`` is in nats, from 0 (one class) to ``log C`` (all ``C`` classes equally often; 2.303 for ten
+    classes), over the classes answered so far. ``collapse_warning`` returns its message once, at the first call
+    after ``warn_after`` answers with one class above ``share`` of them; the counts are part of a run's checkpoint
+    (``state_dict``), so a resumed run logs the same metrics.
+    """
+
+    def __init__(self, warn_after: int = WARN_AFTER, share: float = COLLAPSE_SHARE) -> None:
+        self.counts = torch.zeros(0, dtype=torch.int64)
+        self.warn_after, self.share = warn_after, share
+        self.warned = False
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def add(self, answers: torch.Tensor) -> None:
+        """Count ``answers``: class indices (label mode) or one row of probabilities per query (proba mode)."""
+        classes = (answers if answers.dim() == 1 else answers.argmax(dim=1)).detach().cpu()
+        width = max(len(self.counts), int(classes.max()) + 1 if len(classes) else 0,
+                    answers.shape[1] if answers.dim() == 2 else 0)
+        counts = torch.bincount(classes, minlength=width)
+        counts[:len(self.counts)] += self.counts
+        self.counts = counts
+
+    def entropy(self) -> float:
+        """The entropy (nats) of the answered classes' frequencies; nan before any answer."""
+        if not self.total:
+            return float("nan")
+        p = self.counts[self.counts > 0].double() / self.total
+        return float(-(p * p.log()).sum())
+
+    def entropy_error(self) -> float:
+        """The standard error of ``entropy`` (nats) as an estimate from this many answers (the delta method:
+        ``sqrt((sum_c p_c log^2 p_c - H^2) / N)``); nan before any answer."""
+        if not self.total:
+            return float("nan")
+        p = self.counts[self.counts > 0].double() / self.total
+        spread = float((p * p.log() ** 2).sum()) - self.entropy() ** 2
+        return (max(spread, 0.0) / self.total) ** 0.5
+
+    def top_share(self) -> float:
+        """The share of the answers that name the most frequent class; nan before any answer."""
+        return float(self.counts.max()) / self.total if self.total else float("nan")
+
+    def metrics(self) -> dict[str, float]:
+        """``answer_entropy`` and ``answer_top_share``; empty before any answer."""
+        return {"answer_entropy": self.entropy(), "answer_top_share": self.top_share()} if self.total else {}
+
+    def collapse_warning(self) -> str | None:
+        """The one-line warning, the first time the answers have collapsed onto one class; else ``None``."""
+        if self.warned or self.total < self.warn_after or self.top_share() <= self.share:
+            return None
+        self.warned = True
+        return (f"answers collapsed onto one class: the teacher answered class {int(self.counts.argmax())} to "
+                f"{self.top_share():.0%} of the first {self.total:,} queries (answer entropy {self.entropy():.2f} "
+                f"nats): it reads the queries as one class, so the query source is likely off the teacher's domain "
+                f"and the student will learn little; try queries closer to the teacher's inputs (aedm.adapt_queries, "
+                f"another prior or aedm.query_box, distill.method = 'real' with public data) or check the teacher")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"counts": self.counts.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.counts = state["counts"].to(torch.int64).clone()
