@@ -38,7 +38,7 @@ class AnswerHistogram:
     """
 
     def __init__(self, warn_after: int = WARN_AFTER, share: float = COLLAPSE_SHARE) -> None:
-        self.counts = torch.zeros(0, dtype=torch.int64)
+        self.counts = torch.zeros(0, dtype=torch.int64, device="cpu")  # a few integers: kept on the CPU, any device
         self.warn_after, self.share = warn_after, share
         self.warned = False
 
