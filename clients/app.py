@@ -28,7 +28,7 @@ from fedkd.federation.local import (
     local_train,
     own_model_round,
 )
-from fedkd.federation.references import weights_average_meaningfully
+from fedkd.federation.references import reveals_weights_for_reference
 from fedkd.payload import compact_answers, decode_images
 from fedkd_clients.protocol import (
     ANSWER_MODE,
@@ -102,7 +102,7 @@ def answer_mode(asked: str, policy: str) -> str:
 def reveals_weights(cfg: ExperimentConfig, policy: str) -> bool:
     """Whether a data-free node sends its own weights after training: only for the one-shot FedAvg reference
     (``query.eval_references``, where averaging is meaningful), and never under a labels-only policy."""
-    return cfg.query.eval_references and weights_average_meaningfully(cfg) and answer_mode("proba", policy) == "proba"
+    return reveals_weights_for_reference(cfg) and answer_mode("proba", policy) == "proba"
 
 
 def _node(msg: Message, context: Context) -> tuple[ExperimentConfig, int, int, ClientData]:

@@ -109,7 +109,7 @@ def local_train(
         model.load_state_dict(weights)
     device = cfg.run.device
     held_out = known[held_out_items(cfg, data)[known]]
-    train_items = np.setdiff1d(known, held_out) if len(held_out) else known
+    train_items = np.setdiff1d(known, held_out)
     early_stopping = None
     if len(held_out):
         early_stopping = EarlyStopping(data.x[held_out].to(device),
@@ -140,6 +140,8 @@ def local_train(
 def held_out_items(cfg: ExperimentConfig, data: ClientData) -> np.ndarray:
     """Which of the client's items are held out for early stopping (``client.val_fraction``): one seeded draw per
     item, so an item stays on its side as more labels arrive. Always leaves at least one item to train on."""
+    if not cfg.client.val_fraction:
+        return np.zeros(len(data.y_true), dtype=bool)
     draws = numpy_rng(cfg.run.seed, "client-held-out", data.partition_id).random(len(data.y_true))
     held_out = draws < cfg.client.val_fraction
     if held_out.all():

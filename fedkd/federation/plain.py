@@ -26,7 +26,7 @@ from fedkd.federation.local import (
     local_train,
     own_model_round,
 )
-from fedkd.federation.references import average_weights, weights_average_meaningfully
+from fedkd.federation.references import average_weights, reveals_weights_for_reference
 from fedkd.federation.rounds import Traffic, TrainReplies, nbytes
 from fedkd.federation.sampling import sampled_partitions
 from fedkd.payload import compact_answers, decode_images
@@ -60,7 +60,7 @@ class PlainLink:
             self.states[pid] = state = own_model_round(self.cfg, data, self.states.get(pid), server_round)
             replies.metrics[pid] = dict(state.last_metrics)
             replies.label_counts[pid] = label_counts(state.labels, data.n_classes)
-            if self.cfg.query.eval_references and weights_average_meaningfully(self.cfg):
+            if reveals_weights_for_reference(self.cfg):
                 replies.weights[pid] = state.model
                 replies.num_examples[pid] = int((state.labels >= 0).sum())
                 self.traffic.bytes_up += nbytes(*state.model.values())

@@ -164,12 +164,12 @@ class QueryServer:
         """The clients' combined answer on the test set (``test_acc/ensemble``) and the student's agreement with it;
         with ``query.eval_references`` also the references of ``fedkd.federation.references``."""
         answers = self._answers(self.x_test, self.cfg.distill.mode)
-        predicted = self._evaluation_combiner(proba=False)(answers).argmax(dim=1).to(self.y_test.device)
+        combined = self._evaluation_combiner(proba=False)(answers)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():
-            agreement = (student(self.x_test).argmax(dim=1) == predicted).float().mean()
-        metrics = {"test_acc/ensemble": float((predicted == self.y_test).float().mean()), "fidelity": float(agreement)}
+            fidelity = accuracy_of_answers(combined, student(self.x_test).argmax(dim=1))
+        metrics = {"test_acc/ensemble": accuracy_of_answers(combined, self.y_test), "fidelity": fidelity}
         if self.cfg.query.eval_references:
             metrics.update(self._references(answers, trained))
         return metrics

@@ -29,6 +29,13 @@ def weights_average_meaningfully(cfg: ExperimentConfig) -> bool:
     return len(architectures) == 1 and cfg.client.shared_init
 
 
+def reveals_weights_for_reference(cfg: ExperimentConfig) -> bool:
+    """Whether a data-free client sends its weights after training: only to measure one-shot FedAvg
+    (``query.eval_references``), and only where averaging them means something. A node may still refuse
+    (``fedkd_clients.app.reveals_weights``: a labels-only policy)."""
+    return cfg.query.eval_references and weights_average_meaningfully(cfg)
+
+
 def accuracy_of_answers(answers: torch.Tensor, y: torch.Tensor) -> float:
     """Accuracy of one client's answers (labels, or probabilities whose argmax is its label)."""
     labels = answers if answers.dim() == 1 else answers.argmax(dim=1)
