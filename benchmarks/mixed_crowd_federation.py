@@ -7,6 +7,7 @@ majority vote is already optimal. Each run is ``benchmarks/federated.py``'s ``ru
 of a shipped config, read back when finished) with that one override; only the cleaning and the seed vary.
 
     python benchmarks/mixed_crowd_federation.py                          # FedAvg, mv vs bila, seeds 0-2 (~15 min)
+    python benchmarks/mixed_crowd_federation.py --strategies fedavg fedaedm   # + fedaedm (~40 min)
     python benchmarks/mixed_crowd_federation.py --strategies fedavg fedaedm --aggregators mv ds bila
 
 Writes ``benchmarks/results/mixed_crowd_federation.csv`` (one row per run) and ``.md`` (mean ± std over seeds).
@@ -41,9 +42,13 @@ def main() -> None:
     runs = pd.DataFrame(rows).assign(noise_kind="mixed")
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs.to_csv(RESULTS / "mixed_crowd_federation.csv", index=False)
-    table = runs.groupby(["strategy", "aggregator"], sort=False)["test_acc"].agg(["mean", "std", "count"])
-    lines = ["| strategy | cleaning | final test_acc (mean ± std) | seeds |", "|---|---|---:|---:|"]
-    lines += [f"| {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} |"
+    table = runs.groupby(["strategy", "aggregator"], sort=False).agg(
+        mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),
+        ensemble=("ensemble_acc", "mean"))
+    lines = ["| strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer (mean) |",
+             "|---|---|---:|---:|---:|"]
+    lines += [f"| {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
+              f"{'–' if pd.isna(r['ensemble']) else format(r['ensemble'], '.3f')} |"
               for (s, a), r in table.iterrows()]
     text = (f"# Cleaning on a crowd of mixed skill, downstream\n\n`python benchmarks/mixed_crowd_federation.py` on "
             f"the shared default federation with `crowd.noise_kind = \"mixed\"` (Dirichlet {args.alpha:g}, average "

@@ -202,13 +202,27 @@ def aggregate_scaling() -> str:
 
 @block("mixed_crowd")
 def mixed_crowd() -> str:
-    """What cleaning is worth on the mixed-skill pools of the shared federation: client labels and FedAvg."""
+    """What cleaning is worth on the mixed-skill pools of the shared federation: client labels, then each strategy
+    measured in ``mixed_crowd_federation.csv`` with majority-vote and with BILA-cleaning clients."""
     labels = read("client_labels.csv").query("alpha == 0.1 and noise == 'high'")
     acc = labels.groupby(["noise_kind", "cleaning"])["label_acc"].mean()
-    fed = read("mixed_crowd_federation.csv").query("strategy == 'fedavg'").sort_values("seed")
-    mv, bila = (fed[fed["aggregator"] == a].set_index("seed")["test_acc"] for a in ("mv", "bila"))
-    ahead = [str(s) for s in bila.index if bila[s] > mv[s]]
-    behind = [f"seed {s}: {bila[s]:.3f} vs {mv[s]:.3f}" for s in bila.index if bila[s] <= mv[s]]
+    runs = read("mixed_crowd_federation.csv").sort_values("seed")
+    names = {"fedavg": "FedAvg", "fedaedm": "`fedaedm` (label answers to 20k queries)"}
+    downstream = []
+    for strategy, g in runs.groupby("strategy", sort=False):
+        mv, bila = (g[g["aggregator"] == a].set_index("seed") for a in ("mv", "bila"))
+        ahead = [str(s) for s in bila.index if bila.at[s, "test_acc"] > mv.at[s, "test_acc"]]
+        behind = [f"seed {s}: {bila.at[s, 'test_acc']:.3f} vs {mv.at[s, 'test_acc']:.3f}" for s in bila.index
+                  if bila.at[s, "test_acc"] <= mv.at[s, "test_acc"]]
+        sentence = (f"{names[strategy]} ends at {mean_std(bila['test_acc'])} with BILA-cleaning clients against "
+                    f"{mean_std(mv['test_acc'])} with majority-vote clients (seeds {', '.join(map(str, bila.index))}; "
+                    f"BILA ahead on seed(s) {', '.join(ahead) or 'none'}"
+                    f"{'; behind on ' + ', '.join(behind) if behind else ''})")
+        if bila["ensemble_acc"].notna().all():
+            rho = bila["test_acc"] / bila["ensemble_acc"]
+            sentence += (f"; its student reaches {mean_std(rho, 2)} of the BILA clients' combined label answer "
+                         f"({mean_std(bila['ensemble_acc'])})")
+        downstream.append(sentence)
     return prose(
         "**Realistic crowds in the federation.** `crowd.noise_kind = \"mixed\"` draws each client's annotators as "
         "experts, average workers (wrong at the `noise` rate), spammers (random or constant) and adversaries; the "
@@ -218,10 +232,8 @@ def mixed_crowd() -> str:
         f"BILA-cleaned client labels are right {acc['mixed', 'bila']:.3f} of the time against "
         f"{acc['mixed', 'mv']:.3f} for majority vote and {acc['mixed', 'ds']:.3f} for Dawid-Skene (Dirichlet 0.1, "
         "noise 0.4-0.5, seeds 0-2, `python benchmarks/client_labels.py`, `benchmarks/results/client_labels.md`, every "
-        f"cell there). Downstream, FedAvg on that federation ends at {mean_std(bila)} with BILA-cleaning clients "
-        f"against {mean_std(mv)} with majority-vote clients (seeds {', '.join(map(str, bila.index))}; BILA ahead on "
-        f"seed(s) {', '.join(ahead) or 'none'}{'; behind on ' + ', '.join(behind) if behind else ''}; "
-        "`python benchmarks/mixed_crowd_federation.py`, `benchmarks/results/mixed_crowd_federation.md`). The "
+        "cell there). Downstream on that federation (`python benchmarks/mixed_crowd_federation.py --strategies "
+        "fedavg fedaedm`, `benchmarks/results/mixed_crowd_federation.md`): " + "; ".join(downstream) + ". The "
         "federated results below were measured on the earlier uniform pools."
     )
 
