@@ -10,7 +10,11 @@ of a shipped config, read back when finished) with that one override; only the c
     python benchmarks/mixed_crowd_federation.py --strategies fedavg fedaedm   # + fedaedm (~40 min)
     python benchmarks/mixed_crowd_federation.py --strategies fedavg fedaedm --aggregators mv ds bila
 
-Writes ``benchmarks/results/mixed_crowd_federation.csv`` (one row per run) and ``.md`` (mean ± std over seeds).
+``--set KEY=VALUE`` changes the config of every run (a lever, measured in isolation) and ``--tag`` names the
+variant (``default`` otherwise); its runs live in their own directories.
+
+Writes ``benchmarks/results/mixed_crowd_federation.csv`` (one row per run; rows of other strategies, cleanings,
+seeds and tags are kept) and ``.md`` (mean ± std over seeds).
 """
 
 from __future__ import annotations
@@ -31,28 +35,39 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.1)
     parser.add_argument("--noise", default="high", choices=list(NOISE))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--tag", default="default")
     args = parser.parse_args()
-    runs_dir = ROOT / "runs" / "benchmark-mixed-crowd"
+    runs_dir = ROOT / "runs" / "benchmark-mixed-crowd" / ("" if args.tag == "default" else args.tag)
+    extra = ["crowd.noise_kind=mixed", *args.overrides]
     rows = [
-        run_one(strategy, args.alpha, args.noise, aggregator, seed, runs_dir, ["crowd.noise_kind=mixed"])
+        run_one(strategy, args.alpha, args.noise, aggregator, seed, runs_dir, extra)
         for strategy in args.strategies
         for aggregator in args.aggregators
         for seed in args.seeds
     ]
-    runs = pd.DataFrame(rows).assign(noise_kind="mixed")
+    runs = pd.DataFrame(rows).assign(noise_kind="mixed", tag=args.tag)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(RESULTS / "mixed_crowd_federation.csv", index=False)
-    table = runs.groupby(["strategy", "aggregator"], sort=False).agg(
+    path = RESULTS / "mixed_crowd_federation.csv"
+    if path.exists():
+        keys = ["tag", "strategy", "aggregator", "seed"]
+        earlier = pd.read_csv(path)
+        earlier["tag"] = earlier["tag"].fillna("default") if "tag" in earlier else "default"
+        earlier = earlier[~earlier.set_index(keys).index.isin(runs.set_index(keys).index)]
+        runs = pd.concat([earlier, runs], ignore_index=True)
+    runs.to_csv(path, index=False)
+    table = runs.groupby(["tag", "strategy", "aggregator"], sort=False).agg(
         mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),
         ensemble=("ensemble_acc", "mean"))
-    lines = ["| strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer (mean) |",
-             "|---|---|---:|---:|---:|"]
-    lines += [f"| {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
+    lines = ["| variant | strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer |",
+             "|---|---|---|---:|---:|---:|"]
+    lines += [f"| {t} | {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
               f"{'–' if pd.isna(r['ensemble']) else format(r['ensemble'], '.3f')} |"
-              for (s, a), r in table.iterrows()]
+              for (t, s, a), r in table.iterrows()]
     text = (f"# Cleaning on a crowd of mixed skill, downstream\n\n`python benchmarks/mixed_crowd_federation.py` on "
             f"the shared default federation with `crowd.noise_kind = \"mixed\"` (Dirichlet {args.alpha:g}, average "
-            f"workers' noise {NOISE[args.noise]}), seeds {args.seeds}.\n\n" + "\n".join(lines) + "\n")
+            f"workers' noise {NOISE[args.noise]}); a variant is the shipped config with the overrides its runs "
+            "were made with.\n\n" + "\n".join(lines) + "\n")
     (RESULTS / "mixed_crowd_federation.md").write_text(text)
     print(text)
 

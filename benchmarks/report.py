@@ -206,11 +206,12 @@ def mixed_crowd() -> str:
     measured in ``mixed_crowd_federation.csv`` with majority-vote and with BILA-cleaning clients."""
     labels = read("client_labels.csv").query("alpha == 0.1 and noise == 'high'")
     acc = labels.groupby(["noise_kind", "cleaning"])["label_acc"].mean()
-    runs = read("mixed_crowd_federation.csv").sort_values("seed")
+    runs = read("mixed_crowd_federation.csv").query("tag == 'default'").sort_values("seed")
     names = {"fedavg": "FedAvg", "fedaedm": "`fedaedm` (label answers to 20k queries)"}
     downstream = []
-    for strategy, g in runs.groupby("strategy", sort=False):
-        mv, bila = (g[g["aggregator"] == a].set_index("seed") for a in ("mv", "bila"))
+    for strategy in [s for s in names if s in set(runs["strategy"])]:
+        mv, bila = (runs.query(f"strategy == '{strategy}' and aggregator == '{a}'").set_index("seed")
+                    for a in ("mv", "bila"))
         ahead = [str(s) for s in bila.index if bila.at[s, "test_acc"] > mv.at[s, "test_acc"]]
         behind = [f"seed {s}: {bila.at[s, 'test_acc']:.3f} vs {mv.at[s, 'test_acc']:.3f}" for s in bila.index
                   if bila.at[s, "test_acc"] <= mv.at[s, "test_acc"]]
