@@ -6,8 +6,8 @@ It is a multi-machine deployment in miniature, so the path a real federation tak
 node keys, ``flwr run`` against a remote SuperLink) is exercised end to end on one box:
 
 1. a throwaway CA and a server certificate for ``127.0.0.1``/``localhost`` (``cryptography``, a Flower
-   dependency), and one ECDSA P-384 key pair per SuperNode in OpenSSH format (what Flower 1.41 loads);
-2. ``flower-superlink`` with ``--ssl-*`` and ``--enable-supernode-auth`` on a free port (Flower 1.41 serves
+   dependency), and one ECDSA P-384 key pair per SuperNode in OpenSSH format (what Flower 1.41 and 1.42 load);
+2. ``flower-superlink`` with ``--ssl-*`` and ``--enable-supernode-auth`` on a free port (Flower 1.41 and 1.42 serve
    its Control, Fleet and Runtime APIs on one HTTPS port);
 3. each node's public key registered with ``flwr supernode register`` (Control API, over TLS);
 4. ``flower-supernode --auth-supernode-private-key KEY --node-config "partition-id=i num-partitions=N"`` per
@@ -292,7 +292,7 @@ def start_superlink(work: Path, processes: Processes, timeout: float) -> SuperLi
     address = f"{LOOPBACK}:{port}"
     cli_home = work / "cli-home"
     cli_env = flower_env(cli_home)
-    # Flower 1.41 keeps the CLI's SuperLink connections in $FLWR_HOME/config.toml.
+    # Flower 1.41 and 1.42 keep the CLI's SuperLink connections in $FLWR_HOME/config.toml.
     (cli_home / "config.toml").write_text(
         f'[superlink]\ndefault = "{CONNECTION}"\n\n'
         f'[superlink.{CONNECTION}]\naddress = "{address}"\nroot-certificates = "{tls.ca_cert}"\n',

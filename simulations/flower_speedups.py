@@ -8,13 +8,24 @@ round time in ``benchmarks/federation_overhead.py`` before this). ``only_node_me
 see only the messages addressed to the polling node, so it checks, delivers and deletes exactly what it did before,
 for that node, at the cost of one pass over the message ids. It touches the simulation's state only (a deployed
 SuperLink keeps its own); the runner applies it before each simulation.
+
+The wrapper leans on private details of ``InMemoryLinkState`` (checked on Flower 1.41.0 and 1.42.0, whose class is
+the same): ``get_message_ins(self, node_id, limit, ...)`` and the instance attributes ``lock`` and
+``message_ins_store``. ``speed_up_simulation_state`` checks them before patching and refuses, in one line, a Flower
+whose class differs, rather than letting a simulation fail in a Flower thread.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
+
+from fedkd.errors import FedkdError
+
+CHECKED_ON = ("1.41.0", "1.42.0")
 
 
 def only_node_messages(get_message_ins: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
@@ -41,9 +52,50 @@ def only_node_messages(get_message_ins: Callable[..., list[Any]]) -> Callable[..
     return wrapper
 
 
+def require_patchable(state_class: type) -> None:
+    """Raise ``FedkdError`` unless ``state_class`` has what ``only_node_messages`` relies on: a
+    ``get_message_ins(self, node_id, limit, ...)`` and an ``__init__`` that sets ``self.lock`` and
+    ``self.message_ins_store``."""
+    method = getattr(state_class, "get_message_ins", None)
+    params = list(inspect.signature(method).parameters)[:3] if callable(method) else []
+    init_sources = "".join(_source(cls.__init__) for cls in state_class.__mro__ if "__init__" in vars(cls))
+    missing = [name for name in ("self.lock", "self.message_ins_store") if name not in init_sources]
+    if params != ["self", "node_id", "limit"] or missing:
+        found = f"get_message_ins({', '.join(params[1:])})" if callable(method) else "no get_message_ins"
+        found += f", no {' or '.join(missing)}" if missing else ""
+        raise FedkdError(
+            f"flwr {version('flwr')}: {state_class.__name__} is not the class fedkd's simulation speed-up patches "
+            f"(found {found}; expected get_message_ins(node_id, limit), self.lock and self.message_ins_store, as "
+            f"in flwr {' and '.join(CHECKED_ON)}); install flwr[simulation]=={CHECKED_ON[-1]}"
+        )
+
+
+def _source(function: Any) -> str:
+    """``function``'s source, or "" where Python has none (a C slot such as ``object.__init__``)."""
+    try:
+        return inspect.getsource(function)
+    except (OSError, TypeError):
+        return ""
+
+
+def patchable_state_class() -> type:
+    """Flower's ``InMemoryLinkState``, once checked to be the class ``only_node_messages`` was written for;
+    ``FedkdError`` otherwise (the runner's pre-flight check calls this, so a run is refused before it starts)."""
+    try:
+        from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
+    except ImportError as error:
+        raise FedkdError(
+            f"flwr {version('flwr')} has no flwr.server.superlink.linkstate.in_memory_linkstate.InMemoryLinkState, "
+            f"which fedkd's simulation speed-up patches (present in flwr {' and '.join(CHECKED_ON)}); "
+            f"install flwr[simulation]=={CHECKED_ON[-1]}"
+        ) from error
+    if not getattr(InMemoryLinkState.get_message_ins, "fedkd_only_node_messages", False):
+        require_patchable(InMemoryLinkState)
+    return InMemoryLinkState
+
+
 def speed_up_simulation_state() -> None:
     """Apply ``only_node_messages`` to Flower's ``InMemoryLinkState`` (once per process)."""
-    from flwr.server.superlink.linkstate.in_memory_linkstate import InMemoryLinkState
-
-    if not getattr(InMemoryLinkState.get_message_ins, "fedkd_only_node_messages", False):
-        InMemoryLinkState.get_message_ins = only_node_messages(InMemoryLinkState.get_message_ins)
+    state_class = patchable_state_class()
+    if not getattr(state_class.get_message_ins, "fedkd_only_node_messages", False):
+        state_class.get_message_ins = only_node_messages(state_class.get_message_ins)

@@ -23,15 +23,17 @@ from fedkd.federation.config import ClientSection, CrowdSection, FederationSecti
 from fedkd.federation.data import client_partitions, train_test
 from fedkd.runs import RunDir
 from fedkd_clients.app import app as default_client_app
-from fedkd_simulations.flower_speedups import speed_up_simulation_state
+from fedkd_simulations.flower_speedups import patchable_state_class, speed_up_simulation_state
 from fedkd_strategies.registry import get_strategy
 from fedkd_strategies.server import make_server_app
 
 
 def check_federated(cfg: ExperimentConfig) -> None:
     """What the server would find wrong after Ray's start-up, found before it: the data and its partition, the
-    strategy's settings, and the global model with whatever it needs (a generator for the image size, a prior)."""
+    strategy's settings, the global model with whatever it needs (a generator for the image size, a prior), and
+    a Flower whose simulation state the speed-up can patch."""
     require_client_gpus(cfg)
+    patchable_state_class()
     _filter_flower_log()  # building the strategy here is where Flower's FedAvg would first warn
     client_partitions(cfg)
     _, test = train_test(cfg)
@@ -56,7 +58,8 @@ class _UnactionableFlowerWarnings(logging.Filter):
     - Flower's INFO lines (nodes sampled and replies received at every step of every round): fedkd prints one
       line per round itself, with the test accuracy, and a failed reply is a WARNING, which still shows.
     - ``run_simulation`` is deprecated in favour of ``flwr run``, but it is the only Flower API that gives a
-      client a fraction of a CPU, which a 2-core machine needs; ``flwr run`` is documented separately.
+      client a fraction of a CPU (``flwr run`` carries ``client-resources-num-cpus`` as a uint32 in Flower 1.41
+      and 1.42; the README's "The same apps under ``flwr run``" says where and what to do instead).
     """
 
     DROPPED = ("DEPRECATED FEATURE: The `run_simulation` function",)

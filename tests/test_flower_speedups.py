@@ -4,7 +4,10 @@ deletes from that view is deleted from the whole store."""
 import threading
 from types import SimpleNamespace
 
-from fedkd_simulations.flower_speedups import only_node_messages
+import pytest
+
+from fedkd.errors import FedkdError
+from fedkd_simulations.flower_speedups import only_node_messages, patchable_state_class, require_patchable
 
 
 class FakeState:
@@ -29,3 +32,24 @@ def test_the_wrapped_method_sees_only_the_polling_nodes_messages():
     assert set(state.message_ins_store) == {"a", "b", "c"}  # the deletion reached the whole store
     assert wrapped(state, 3, 1) == [] and len(state.seen) == 1  # nothing for node 3: the original is not called
     assert wrapped.fedkd_only_node_messages
+
+
+def test_the_installed_flowers_link_state_is_the_one_the_speed_up_was_written_for():
+    require_patchable(patchable_state_class())
+
+
+class RenamedArguments:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    def get_message_ins(self, node, limit):
+        return []
+
+
+@pytest.mark.parametrize("state_class", [RenamedArguments, object])
+def test_a_link_state_of_another_shape_is_refused_in_one_line_naming_the_flower_version(state_class):
+    with pytest.raises(FedkdError) as raised:
+        require_patchable(state_class)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("flwr ") and "self.message_ins_store" in message
+    assert require_patchable(FakeState) is None  # the fake has the shape, so the check itself is not what fails
