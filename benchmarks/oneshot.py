@@ -55,9 +55,18 @@ CLIENT_TRAINING: dict[str, dict[str, object]] = {
     "best of 40 epochs (20 % held out)": {"client.local_epochs": 40, "client.val_fraction": 0.2},
 }
 COMBINERS = ["class_aware", "mean", "ds", "bila"]
-# Each answer mode with the combiner the configs name for it (``oneshot.toml``: DS for labels, class-aware for
-# probabilities, which DS cannot read).
-MODES: dict[str, dict[str, object]] = {"label": {}, "proba": {"distill.mode": "proba", "query.combine": "class_aware"}}
+ANSWER_MODES = ("label", "proba")
+# What probability answers are combined with, as each config says: class-aware with one architecture
+# (oneshot.toml; DS reads only the clients' arg-max), DS with mixed ones (hetero.toml: class-aware probabilities of
+# the prior's images collapsed onto two or three classes on 2 of 3 seeds, tag combine-class_aware in oneshot.csv).
+PROBA_COMBINE = {"homogeneous": "class_aware", "heterogeneous": "ds"}
+
+
+def mode_overrides(federation: str, mode: str) -> dict[str, object]:
+    """What an answer mode changes in a federation's config: nothing for labels (the configs' DS)."""
+    return {} if mode == "label" else {"distill.mode": "proba", "query.combine": PROBA_COMBINE[federation]}
+
+
 KEYS = ["tag", "federation", "strategy", "alpha", "mode", "seed"]
 
 
@@ -67,7 +76,8 @@ def run_cell(federation: str, strategy: str, alpha: float, mode: str, seed: int,
     from fedkd.federation.plain import run_plain
 
     cfg = load_config(ROOT / "simulations" / FEDERATIONS[federation], {
-        **STRATEGIES[strategy], **MODES[mode], "federation.alpha": alpha, "run.seed": seed, **overrides})
+        **STRATEGIES[strategy], **mode_overrides(federation, mode), "federation.alpha": alpha, "run.seed": seed,
+        **overrides})
     start = time.perf_counter()
     run = run_plain(cfg)
     seconds = time.perf_counter() - start
@@ -134,7 +144,7 @@ def remeasure_references(runs: pd.DataFrame, tags: list[str], modes: list[str]) 
     chosen = runs[runs["tag"].isin(tags) & runs["mode"].isin(modes)]
     for (federation, alpha, mode, seed), rows in chosen.groupby(["federation", "alpha", "mode", "seed"]):
         cfg = load_config(ROOT / "simulations" / FEDERATIONS[federation], {
-            **MODES[mode], "federation.alpha": alpha, "run.seed": seed, "distill.budget": 64,
+            **mode_overrides(federation, mode), "federation.alpha": alpha, "run.seed": seed, "distill.budget": 64,
             "aedm.offline_epochs": 1})
         refs = run_plain(cfg).server_metrics[-1]
         for column, name in REFERENCES.items():
@@ -188,7 +198,7 @@ def main() -> None:
     parser.add_argument("--federations", nargs="+", default=list(FEDERATIONS), choices=FEDERATIONS)
     parser.add_argument("--strategies", nargs="+", default=["fedaedm"], choices=STRATEGIES)
     parser.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 0.5])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(ANSWER_MODES), choices=ANSWER_MODES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--tag", default="default")

@@ -132,18 +132,50 @@ def oneshot() -> str:
 
 @block("oneshot_levers")
 def oneshot_levers() -> str:
-    runs = read("oneshot.csv").query("federation == 'homogeneous' and strategy == 'fedaedm' and mode == 'label' "
-                                     "and alpha == 0.1")
-    described = {"default": "shipped: plain prior samples, Dawid-Skene combination, four waves",
-                 "steer": "steered towards the student's uncertainty (AEDM's default elsewhere)",
+    """Every lever measured in one round (``oneshot.csv`` tags), beside the shipped setting of the same clients."""
+    runs = read("oneshot.csv").query("strategy == 'fedaedm' and alpha == 0.1")
+    shipped = {"homogeneous": "shipped (`oneshot.toml`): plain prior samples, Dawid-Skene, four waves",
+               "heterogeneous": "shipped (`hetero.toml`): steered, Dawid-Skene, four waves"}
+    described = {"steer": "steered towards the student's uncertainty",
+                 "plain": "plain prior samples",
                  "steer+one-wave": "steered, the whole budget in one wave",
-                 "steer+combine-class_aware": "steered, class-aware combination"}
+                 "steer+combine-class_aware": "steered, class-aware combination",
+                 "combine-class_aware": "class-aware combination",
+                 "plain+combine-class_aware": "plain prior samples, class-aware combination",
+                 "combine-mv": "majority-vote combination (the combined answer is then a vote too)"}
     rows = []
-    for tag, g in runs.groupby("tag", sort=False):
-        rows.append([described.get(tag, tag), f"{len(g)}", mean_std(g["test_acc"]), mean_std(g["ensemble"]),
-                     mean_std(g["rho"], 2), f"{100 * g['delta_fedavg'].mean():+.1f}"])
-    return table(["one-shot `fedaedm`, label answers, alpha 0.1", "seeds", "student `test_acc`",
+    for (federation, mode), cell in runs.groupby(["federation", "mode"], sort=True):
+        tags = ["default", *[t for t in described if t in set(cell["tag"])]]
+        if len(tags) < 2:
+            continue
+        for tag in tags:
+            g = cell[cell["tag"] == tag]
+            delta = f"{100 * g['delta_fedavg'].mean():+.1f}" if g["delta_fedavg"].notna().any() else ""
+            rows.append([federation, mode, shipped[federation] if tag == "default" else described[tag], f"{len(g)}",
+                         mean_std(g["test_acc"]), mean_std(g["ensemble"]), mean_std(g["rho"], 2), delta])
+    return table(["clients (one-shot `fedaedm`, alpha 0.1)", "answers", "setting", "seeds", "student `test_acc`",
                   "clients' combined answer", "rho", "Delta vs one-shot FedAvg (points)"],
+                 ["l", "l", "l", "r", "r", "r", "r", "r"], rows)
+
+
+@block("fed_aedm_levers")
+def fed_aedm_levers() -> str:
+    """Multi-round ``fed_aedm.toml`` on the mixed-crowd federation: each lever against the clients' combined answer
+    and FedAvg on the same (BILA-cleaning) clients."""
+    runs = read("mixed_crowd_federation.csv").query("aggregator == 'bila'")
+    fedavg = runs.query("strategy == 'fedavg' and tag == 'default'")["test_acc"].mean()
+    described = {"default": "shipped: plain prior samples, class-aware combination",
+                 "steer": "steered towards the student's uncertainty (the default before)",
+                 "combine-ds": "plain, Dawid-Skene combination (online from round 1)"}
+    fedaedm = runs.query("strategy == 'fedaedm'")
+    tags = [t for t in described if t in set(fedaedm["tag"])] + sorted(set(fedaedm["tag"]) - set(described))
+    rows = []
+    for tag in tags:
+        g = fedaedm[fedaedm["tag"] == tag]
+        rows.append([described.get(tag, tag), f"{len(g)}", mean_std(g["test_acc"]), mean_std(g["ensemble_acc"]),
+                     mean_std(g["test_acc"] / g["ensemble_acc"], 2), f"{100 * (g['test_acc'].mean() - fedavg):+.1f}"])
+    return table(["`fed_aedm.toml`, 10 rounds, label answers, BILA clients", "seeds", "student `test_acc`",
+                  "clients' combined answer", "rho", "vs FedAvg on the same clients (points)"],
                  ["l", "r", "r", "r", "r", "r"], rows)
 
 
