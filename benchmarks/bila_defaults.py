@@ -5,9 +5,11 @@ Every configuration of a small grid over the levers that decide how BILA behaves
 - ``shrinkage``: pseudo-labels per confusion row centred on the crowd's pooled confusion (0 = none),
 - ``shrink_to``: that centre in full (``pooled``) or in its one-coin form,
 - ``shrink_rule``: that strength fixed, or estimated from the spread of the workers' accuracies
-  (``moments``, empirical Bayes) with ``shrinkage`` as its ceiling,
+  (empirical Bayes) with ``shrinkage`` as its ceiling: against majority-vote shares and BILA's posteriors
+  (``moments``) or from how often workers agree with each other (``agreement``),
 - ``epochs``: steps per chunk (with ``tol`` = 0.002: stop earlier once no posterior moves more than that),
-- ``m_step``: confusions set in closed form from the posteriors at every step instead of by Adam,
+- ``m_step``: confusions set in closed form from the posteriors at every step instead of by Adam (the
+  variational-Bayes expectation of the log confusions),
 
 runs online in chunks of 10 % of the tasks (file order; the regimes in their generated order) on each of the
 8 bundled real sets and the 7 regimes of :mod:`fedkd.data.crowd_regimes` (seed 0). Leave-one-set-out: for
@@ -37,8 +39,8 @@ from fedkd.data.crowd import CROWD_SETS, chunk_tasks, gold_accuracy, load_crowd
 from fedkd.data.crowd_regimes import REGIMES, simulate_regime
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0], "shrink_to": ["pooled", "one_coin"],
-        "shrink_rule": ["fixed", "moments"], "epochs": [7, 20], "m_step": [False, True]}
+GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0, 50.0], "shrink_to": ["pooled", "one_coin"],
+        "shrink_rule": ["fixed", "moments", "agreement"], "epochs": [7, 20], "m_step": [False, True]}
 TOL = 0.002
 PREVIOUS = {"shrinkage": 0.0, "shrink_to": "pooled", "shrink_rule": "fixed", "epochs": 7, "m_step": False, "tol": 0.0}
 
