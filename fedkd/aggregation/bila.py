@@ -16,7 +16,7 @@ from fedkd.seeding import torch_generator
 
 SHRINK_TARGETS = ("pooled", "one_coin")
 SHRINK_RULES = ("fixed", "moments", "agreement")
-# The least prior strength (pseudo-labels per confusion row) that shrink_rule="moments" estimates.
+# The least prior strength (pseudo-labels per confusion row) that shrink_rule="moments" or "agreement" estimates.
 MOMENT_FLOOR = 0.5
 
 
