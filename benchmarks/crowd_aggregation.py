@@ -427,13 +427,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def write_tables(out: Path, runs: pd.DataFrame, chunk_runs: pd.DataFrame, large: pd.DataFrame,
                  elapsed: float | None) -> None:
-    """``crowd_aggregation.md`` (every table and the acceptance checks) and ``crowd_aggregation_readme.md``."""
+    """``crowd_aggregation.md`` (every table and the acceptance checks) and ``crowd_aggregation_readme.md`` (the
+    README's tables and the same checks)."""
     summary = summarise(runs)
     table = markdown_tables(summary, chunk_runs, large)
     checks = acceptance(summary, large)
     timing = "" if elapsed is None else f"\n\nWall time of the benchmark: {elapsed:.0f} s."
     (out / "crowd_aggregation.md").write_text(table + "\n" + "\n".join(f"- {line}" for line in checks) + timing + "\n")
-    (out / "crowd_aggregation_readme.md").write_text(readme_tables(summary, large))
+    readme = readme_tables(summary, large) + "\nThe issue's checks on this run:\n\n" + "".join(f"- {c}\n"
+                                                                                                for c in checks)
+    (out / "crowd_aggregation_readme.md").write_text(readme)
     print(table)
     print("\n".join(checks))
     print(f"wrote {out}/crowd_aggregation*.{{csv,md,png}}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from fedkd.aggregation import AGGREGATORS, BILA, DawidSkene, MajorityVote, build_aggregator, predict_online
 from fedkd.data.crowd import chunk_tasks, gold_accuracy, make_confusions, simulate_bimodal_crowd, simulate_labels
@@ -213,3 +214,62 @@ def test_bila_shrinkage_keeps_it_at_majority_vote_when_workers_give_few_labels()
     bare = gold_accuracy(pd.concat(predict_online(BILA(2, seed=0, shrinkage=0.0), chunks)), crowd.gold)[0]
     assert shrunk >= mv - 0.005
     assert bare < mv - 0.03
+
+
+def test_bila_agreement_strength_recovers_the_spread_of_worker_accuracies():
+    """200 one-coin workers with accuracies spread over 0.6-0.9: the beta prior that matches that spread has about
+    25 pseudo-labels. Co-worker agreement recovers it; accuracy against majority-vote shares (``moments``) treats
+    each soft share as a coin flip, over-states the noise, finds no spread and would shrink without limit."""
+    from fedkd.aggregation.dawid_skene import vote_shares
+
+    rng = np.random.default_rng(0)
+    conf = make_confusions(200, 2, "uniform", (0.1, 0.4), rng)
+    df = simulate_labels(rng.integers(0, 2, size=4000), conf, 5, rng)
+    accuracy = conf[:, 0, 0]
+    truth = accuracy.mean() * (1 - accuracy.mean()) / accuracy.var() - 1
+    agreement = BILA(2, shrinkage=1e6)
+    estimate = agreement._agreement_strength(agreement._encode(df, grow=True))
+    assert truth / 1.5 < estimate < truth * 1.5
+    moments = BILA(2, shrink_rule="moments", shrinkage=1e6)
+    enc = moments._encode(df, grow=True)
+    assert moments._strength(enc, vote_shares(enc, 2)) * 2 > truth * 100
+
+
+def test_bila_agreement_strength_pools_workers_who_agree_only_by_chance():
+    """Workers who answer at random agree as often as chance: no worker can be told from another by agreement,
+    so all are pooled (the strongest prior allowed)."""
+    rng = np.random.default_rng(1)
+    df = simulate_labels(rng.integers(0, 3, size=2000), make_confusions(50, 3, "uniform", 2 / 3, rng), 4, rng)
+    agg = BILA(3, shrink_rule="agreement", shrinkage=7.0)
+    assert agg._agreement_strength(agg._encode(df, grow=True)) == 7.0
+
+
+def test_bila_closed_form_step_scores_labels_by_the_expected_log_confusion():
+    """With many labels in a row the expected log confusion is the log of the mean; with few, a label the worker
+    rarely gave for that class counts as much less likely, so a worker known from a handful of labels weighs less."""
+    from fedkd.aggregation.base import EncodedChunk
+    from fedkd.aggregation.bila import _vb_confusions
+
+    enc = EncodedChunk(pd.Index([0]), np.array([0]), np.array([0]), np.array([0]))
+    q = torch.tensor([[1.0, 0.0]])
+    for scale, gap in ((1000.0, 0.01), (1.0, 1.0)):
+        prior = torch.tensor([[[2.0, 0.2], [0.2, 2.0]]]) * scale
+        expected = _vb_confusions(prior, enc, q, 1)[0, 0]
+        counts = prior[0, 0] + torch.tensor([1.0, 0.0])
+        log_mean = torch.log(counts / counts.sum())
+        contrast = (expected[0] - expected[1]) - (log_mean[0] - log_mean[1])
+        assert (contrast.abs() < gap) if scale > 1 else (contrast > gap)
+
+
+def test_bila_state_round_trips_with_the_moments_rule_and_adam_steps():
+    """The default (agreement, closed-form steps) is covered with every method above; this is the other path."""
+    df, _, _ = _crowd(n_tasks=600, seed=4)
+    chunks = chunk_tasks(df, n_chunks=3)
+    options = {"shrink_rule": "moments", "m_step": False}
+    original = BILA(3, seed=7, **options).partial_fit(chunks[0])
+    restored = BILA(3, seed=0)
+    restored.load_state_dict(original.state_dict())
+    assert restored.config == original.config
+    for chunk in chunks[1:]:
+        pd.testing.assert_frame_equal(original.partial_fit(chunk).predict_proba(chunk),
+                                      restored.partial_fit(chunk).predict_proba(chunk))
