@@ -41,8 +41,8 @@ NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
 CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
     "mv": ("mv", {}),
     "ds": ("ds", {}),
-    "bila": ("bila", {"log_prior": False, "m_step": False}),
-    "bila-prior": ("bila", {"log_prior": True, "m_step": False}),
+    "bila": ("bila", {"log_prior": False, "m_step": False, "shrink_rule": "moments"}),
+    "bila-prior": ("bila", {"log_prior": True, "m_step": False, "shrink_rule": "moments"}),
 }
 #: the clients' combined answer under each query strategy: the same clients, but feddf asks for probabilities
 ENSEMBLE = {"feddf": "ensemble, proba answers", "fedtandem": "ensemble, label answers",
@@ -55,7 +55,7 @@ def run_one(
 ) -> dict[str, object]:
     """One run's final numbers (read back when its directory already holds the finished run)."""
     import fedkd
-    from fedkd.config import parse_overrides
+    from fedkd.config import load_config, parse_overrides
     from fedkd.runs import read_metrics
 
     out = runs / f"{strategy}-a{alpha:g}-{noise}-{aggregator}-s{seed}"
@@ -70,6 +70,8 @@ def run_one(
         **parse_overrides(extra),
     }
     started = time.perf_counter()
+    if (out / "config.toml").exists():
+        _refuse_other_config(out, load_config(ROOT / "simulations" / CONFIGS[strategy], overrides).to_dict())
     if (out / "config.toml").exists() and _is_finished(out):
         m = read_metrics(out / "metrics.csv")
     else:
@@ -99,6 +101,30 @@ def run_one(
         flush=True,
     )
     return row
+
+
+def settings_that_differ(stored: dict, resolved: dict, prefix: str = "") -> list[str]:
+    """The settings a run directory's ``config.toml`` holds with another value than the config resolves to now
+    (settings added since that run are not in it and are not compared)."""
+    differ = []
+    for key in stored.keys() & resolved.keys():
+        a, b = stored[key], resolved[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            differ += settings_that_differ(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differ.append(f"{prefix}{key}")
+    return differ
+
+
+def _refuse_other_config(out: Path, resolved: dict) -> None:
+    """A finished run is read back by its directory's name; refuse one made with a config that has changed since
+    (a changed default would otherwise be reported under the new name with the old numbers)."""
+    import tomllib
+
+    differ = settings_that_differ(tomllib.loads((out / "config.toml").read_text()), resolved)
+    if differ:
+        raise SystemExit(f"{out} holds a run of another config ({', '.join(sorted(differ))} differ from what the "
+                         "config resolves to now); move it away to run it again")
 
 
 def _is_finished(out: Path) -> bool:

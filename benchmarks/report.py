@@ -166,7 +166,8 @@ def fed_aedm_levers() -> str:
     fedavg = runs.query("strategy == 'fedavg' and tag == 'default'")["test_acc"].mean()
     described = {"default": "shipped: plain prior samples, class-aware combination",
                  "steer": "steered towards the student's uncertainty (the default before)",
-                 "combine-ds": "plain, Dawid-Skene combination (online from round 1)"}
+                 "steer+combine-ds": "steered, Dawid-Skene combination (online from round 1)",
+                 "steer+client-agreement": "steered, clients cleaning with BILA's agreement strength rule"}
     fedaedm = runs.query("strategy == 'fedaedm'")
     tags = [t for t in described if t in set(fedaedm["tag"])] + sorted(set(fedaedm["tag"]) - set(described))
     rows = []
