@@ -21,6 +21,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 
 from fedkd.errors import FedkdError
+from fedkd.train import INFERENCE_BATCH
 
 OracleMode = Literal["label", "proba"]
 ORACLE_MODES: tuple[str, ...] = ("label", "proba")
@@ -79,7 +80,7 @@ class ModelOracle:
         model: Callable[[torch.Tensor], torch.Tensor],
         mode: OracleMode = "label",
         budget: int | None = None,
-        batch_size: int = 1024,
+        batch_size: int = INFERENCE_BATCH,
         used: int = 0,
     ) -> None:
         if mode not in ORACLE_MODES:

@@ -121,7 +121,13 @@ def train_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epoc
     return TrainingResult(float(epoch_loss) / len(x), ran, best_acc if early_stopping is not None else None)
 
 
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+#: Images per forward pass when a model only answers (clients' answers, teachers, evaluation). On one CPU thread
+#: LeNet-5 answers 2,000 images 1.8x faster in batches of 256 than of 1,024, and ResNet-8 2x (activations that
+#: stay in cache); in a data-free federation answering is most of a round.
+INFERENCE_BATCH = 256
+
+
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """Logits for ``x`` in eval mode without gradients, on the model's device; the model's mode is restored."""
     was_training = model.training
     device = _device_of(model)
@@ -133,7 +139,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) ->
         model.train(was_training)
 
 
-def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+def evaluate_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      batch_size: int = INFERENCE_BATCH) -> float:
     """Fraction of ``x`` whose arg-max logit equals ``y``."""
     if len(x) == 0:
         raise DataError("cannot measure accuracy on an empty set")
