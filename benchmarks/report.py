@@ -203,14 +203,15 @@ def oneshot_published() -> str:
 @block("waves")
 def waves() -> str:
     runs = read("waves.csv")
+    runs["noise_kind"] = runs["noise_kind"].fillna("uniform") if "noise_kind" in runs else "uniform"
     rows = []
-    for (config, mode), group in runs.groupby(["config", "mode"], sort=True):
-        rows.append([f"`{config}.toml`", "one wave per round" if mode == "wave" else "per batch",
+    for (config, crowd, mode), group in runs.groupby(["config", "noise_kind", "mode"], sort=True):
+        rows.append([f"`{config}.toml`", crowd, "one wave per round" if mode == "wave" else "per batch",
                      f"{len(group)}", mean_std(group["test_acc"]), mean_std(group["ensemble"]),
                      f"{group['seconds'].mean():.0f}", f"{group['bytes_down'].mean() / 1e6:.1f}",
                      f"{group['bytes_up'].mean() / 1e6:.2f}"])
-    return table(["config", "protocol", "seeds", "test_acc", "clients' combined answer", "s, all rounds",
-                  "MB down", "MB up"], ["l", "l", "r", "r", "r", "r", "r", "r"], rows)
+    return table(["config", "annotators", "protocol", "seeds", "test_acc", "clients' combined answer",
+                  "s, all rounds", "MB down", "MB up"], ["l", "l", "l", "r", "r", "r", "r", "r", "r"], rows)
 
 
 # --- crowd-label aggregation ------------------------------------------------------------------------------

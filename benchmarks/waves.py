@@ -42,6 +42,7 @@ def run_one(config: str, mode: str, seed: int, runs: Path) -> dict[str, object]:
         return float(values.iloc[-1]) if len(values) else float("nan")
 
     return {"config": config, "mode": mode, "seed": seed, "wave_size": cfg.query.wave_size,
+            "noise_kind": cfg.crowd.noise_kind,
             "test_acc": final("test_acc"), "ensemble": final("test_acc/ensemble"),
             "seconds": float(server.query("metric == 'round_seconds'")["value"].sum()),
             "bytes_down": float(server.query("metric == 'bytes_down'")["value"].sum()),
@@ -49,12 +50,12 @@ def run_one(config: str, mode: str, seed: int, runs: Path) -> dict[str, object]:
 
 
 def markdown(runs: pd.DataFrame) -> str:
-    lines = ["| config | protocol | seeds | test_acc | clients' combined answer | s (all rounds) | MB down | MB up |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for (config, mode), rows in runs.groupby(["config", "mode"], sort=True):
+    lines = ["| config | annotators | protocol | seeds | test_acc | clients' combined answer | s (all rounds) "
+             "| MB down | MB up |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for (config, crowd, mode), rows in runs.groupby(["config", "noise_kind", "mode"], sort=True):
         label = "one wave per round" if mode == "wave" else "per batch"
         acc, ens = rows["test_acc"], rows["ensemble"]
-        lines.append(f"| {config} | {label} | {len(rows)} | {acc.mean():.3f} ± {acc.std(ddof=0):.3f} "
+        lines.append(f"| {config} | {crowd} | {label} | {len(rows)} | {acc.mean():.3f} ± {acc.std(ddof=0):.3f} "
                      f"| {ens.mean():.3f} | {rows['seconds'].mean():.0f} | {rows['bytes_down'].mean() / 1e6:.1f} "
                      f"| {rows['bytes_up'].mean() / 1e6:.2f} |")
     return "\n".join(lines) + "\n"
@@ -74,10 +75,12 @@ def main() -> None:
     new = pd.DataFrame(rows)
     if path.exists():
         old = pd.read_csv(path)
-        keys = set(zip(new["config"], new["mode"], new["seed"], strict=True))
-        old = old[[k not in keys for k in zip(old["config"], old["mode"], old["seed"], strict=True)]]
+        old["noise_kind"] = old["noise_kind"].fillna("uniform") if "noise_kind" in old else "uniform"
+        columns = ["config", "noise_kind", "mode", "seed"]
+        keys = set(new[columns].itertuples(index=False, name=None))
+        old = old[[k not in keys for k in old[columns].itertuples(index=False, name=None)]]
         new = pd.concat([old, new], ignore_index=True)
-    new = new.sort_values(["config", "mode", "seed"], ignore_index=True)
+    new = new.sort_values(["config", "noise_kind", "mode", "seed"], ignore_index=True)
     new.to_csv(path, index=False)
     (RESULTS / "waves.md").write_text(markdown(new))
     print(markdown(new))
