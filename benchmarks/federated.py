@@ -71,7 +71,7 @@ def run_one(
     }
     started = time.perf_counter()
     if (out / "config.toml").exists():
-        _refuse_other_config(out, load_config(ROOT / "simulations" / CONFIGS[strategy], overrides).to_dict())
+        refuse_other_config(out, load_config(ROOT / "simulations" / CONFIGS[strategy], overrides).to_dict())
     if (out / "config.toml").exists() and _is_finished(out):
         m = read_metrics(out / "metrics.csv")
     else:
@@ -116,7 +116,7 @@ def settings_that_differ(stored: dict, resolved: dict, prefix: str = "") -> list
     return differ
 
 
-def _refuse_other_config(out: Path, resolved: dict) -> None:
+def refuse_other_config(out: Path, resolved: dict) -> None:
     """A finished run is read back by its directory's name; refuse one made with a config that has changed since
     (a changed default would otherwise be reported under the new name with the old numbers)."""
     import tomllib
