@@ -26,10 +26,13 @@ def run_one(config: str, mode: str, seed: int, runs: Path) -> dict[str, object]:
     import fedkd
     from fedkd.config import load_config
     from fedkd.runs import read_metrics
+    from fedkd_benchmarks.federated import refuse_other_config
 
     cfg = load_config(ROOT / "simulations" / f"{config}.toml", {"run.seed": seed})
     cfg = cfg.replace({"query.wave_size": cfg.distill.batch_size if mode == "batch" else 0})
     out = runs / f"{config}-{mode}-s{seed}"
+    if (out / "config.toml").exists():
+        refuse_other_config(out, cfg.to_dict())
     done = out / "metrics.csv"
     metrics = read_metrics(done) if done.exists() else None
     rounds = cfg.federation.num_rounds
