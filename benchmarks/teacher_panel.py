@@ -16,13 +16,15 @@ It also records which framing AEDM's adaptation (``aedm.adapt_queries``) picks f
 alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two prior seeds), and with
 ``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
 (``adapted``: ``aedm.adapt_queries = 1536``, ``aedm.learn_plain``) and with the framing fixed as before
-(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), for every teacher (``teacher_panel_distill.csv``:
-the final student, its ratio to the teacher, the answer histogram and the run's time). Runs are kept under
+(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), and with ``--variants tandemgan``
+``simulations/tandemgan_mnist.toml`` as shipped, for every teacher (``teacher_panel_distill.csv``: the final
+student, its ratio to the teacher, the answer histogram and the run's time). Runs are kept under
 ``--runs`` and a finished one is read back, not run again.
 
     python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
     python benchmarks/teacher_panel.py --distill --seeds 0 1   # ~2.5 min per run here
+    python benchmarks/teacher_panel.py --distill --variants tandemgan --seeds 0   # ~6.5 min per run here
 
 Writes ``benchmarks/results/teacher_panel.csv``, one row per (teacher, source, transform).
 """
@@ -118,19 +120,21 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
     return pd.DataFrame(rows)
 
 
-#: ``--distill``'s variants of ``simulations/aedm_mnist.toml``: as shipped, and with the framing fixed as before.
+#: ``--distill``'s variants: ``simulations/aedm_mnist.toml`` as shipped (``adapted``) and with the framing fixed as
+#: before (``fixed``), and ``simulations/tandemgan_mnist.toml`` as shipped (``tandemgan``).
 DISTILL_VARIANTS: dict[str, dict[str, object]] = {"fixed": {"aedm.adapt_queries": 0, "aedm.learn_plain": False},
-                                                  "adapted": {}}
+                                                  "adapted": {}, "tandemgan": {}}
+DISTILL_CONFIGS = {"fixed": "aedm_mnist.toml", "adapted": "aedm_mnist.toml", "tandemgan": "tandemgan_mnist.toml"}
 
 
 def distill_row(teacher: Path, variant: str, seed: int, runs: Path) -> dict[str, object]:
-    """One ``aedm_mnist.toml`` run with only ``teacher.path``, ``run.seed`` and the variant's settings changed."""
+    """One run of the variant's config with only ``teacher.path``, ``run.seed`` and the variant's settings changed."""
     import fedkd
 
     out = runs / f"{teacher.name}-{variant}-s{seed}"
     path = teacher.relative_to(ROOT) if teacher.is_relative_to(ROOT) else teacher
     overrides = {"teacher.path": str(path), "run.seed": seed, **DISTILL_VARIANTS[variant]}
-    result = fedkd.run(ROOT / "simulations" / "aedm_mnist.toml", overrides=overrides, out=out,
+    result = fedkd.run(ROOT / "simulations" / DISTILL_CONFIGS[variant], overrides=overrides, out=out,
                        resume=(out / "config.toml").exists())
     m = result.metrics
     seconds = m[m["metric"].isin([f"seconds/{part}" for part in ("teacher", "generator", "student", "store")])]
@@ -152,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--distill", action="store_true", help="run aedm_mnist.toml on every teacher instead")
-    parser.add_argument("--variants", nargs="+", default=list(DISTILL_VARIANTS), choices=list(DISTILL_VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["fixed", "adapted"], choices=list(DISTILL_VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "teacher_panel")
     args = parser.parse_args(argv)
