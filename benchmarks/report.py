@@ -574,7 +574,20 @@ def teacher_panel() -> str:
         "plain framing as one class (VGG-small, seed 1), but with other architectures than its own the LeNet-5 "
         "student stays below the target even where the teacher reads the framed public digits as well as the "
         "LeNet-5 teachers do (VGG-small seed 0, `teacher_panel.csv`): what the student learns from their answers "
-        "on prior images carries over to their test digits less well.")
+        "on prior images carries over to their test digits less well.", tandemgan_sentence(runs))
+
+
+def tandemgan_sentence(runs: pd.DataFrame) -> str:
+    """Where the shipped TandemGAN config was run on the panel, and how far it got."""
+    tandem = runs[runs["variant"] == "tandemgan"]
+    if tandem.empty:
+        return "TandemGAN was not run on the panel."
+    ratios = tandem.groupby("teacher")["ratio"].mean()
+    seeds = ", ".join(map(str, sorted(set(tandem["seed"]))))
+    return (f"TandemGAN (`tandemgan_mnist.toml` as shipped, 1 M label queries) was run on {len(ratios)} of the "
+            f"teachers ({', '.join(f'`{t}`' for t in ratios.index)}; seed(s) {seeds}): "
+            f"{ratios.min():.3f}-{ratios.max():.3f} of the teacher, at or above 0.9 on {int((ratios >= 0.9).sum())}; "
+            "on the others it was not run (a run takes several minutes here, more with the larger teachers).")
 
 
 # --- generative baselines ---------------------------------------------------------------------------------
