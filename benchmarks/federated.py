@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedkd_benchmarks.result_rows import merge_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = {"fedavg": "fed_avg.toml", "feddf": "fed_df.toml", "fedtandem": "fed_tandem.toml", "fedaedm": "fed_aedm.toml"}
@@ -70,8 +72,7 @@ def run_one(
         **parse_overrides(extra),
     }
     started = time.perf_counter()
-    if (out / "config.toml").exists():
-        refuse_other_config(out, load_config(ROOT / "simulations" / CONFIGS[strategy], overrides).to_dict())
+    refuse_other_config(out, load_config(ROOT / "simulations" / CONFIGS[strategy], overrides).to_dict())
     if (out / "config.toml").exists() and _is_finished(out):
         m = read_metrics(out / "metrics.csv")
     else:
@@ -118,9 +119,12 @@ def settings_that_differ(stored: dict, resolved: dict, prefix: str = "") -> list
 
 def refuse_other_config(out: Path, resolved: dict) -> None:
     """A finished run is read back by its directory's name; refuse one made with a config that has changed since
-    (a changed default would otherwise be reported under the new name with the old numbers)."""
+    (a changed default would otherwise be reported under the new name with the old numbers). A directory without
+    a run passes."""
     import tomllib
 
+    if not (out / "config.toml").exists():
+        return
     differ = settings_that_differ(tomllib.loads((out / "config.toml").read_text()), resolved)
     if differ:
         raise SystemExit(f"{out} holds a run of another config ({', '.join(sorted(differ))} differ from what the "
@@ -312,7 +316,8 @@ def main() -> None:
         for seed in args.seeds
         for strategy in args.strategies
     ]
-    runs = _merge(pd.DataFrame(rows), RESULTS / "federated.csv")
+    runs = merge_rows(pd.DataFrame(rows), RESULTS / "federated.csv",
+                      ["strategy", "alpha", "noise", "aggregator", "seed"])
     runs.to_csv(RESULTS / "federated.csv", index=False)
     summary = summarise(runs)
     summary.to_csv(RESULTS / "federated_summary.csv", index=False)
@@ -325,14 +330,6 @@ def main() -> None:
     (RESULTS / "federated.md").write_text(text)
     print(text)
 
-
-def _merge(new: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Earlier results (other cells, other sessions) kept; a re-measured run replaces its old row."""
-    keys = ["strategy", "alpha", "noise", "aggregator", "seed"]
-    if not path.exists():
-        return new
-    old = pd.read_csv(path)
-    return pd.concat([old, new]).drop_duplicates(keys, keep="last").sort_values(keys).reset_index(drop=True)
 
 
 if __name__ == "__main__":

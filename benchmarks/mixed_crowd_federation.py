@@ -24,6 +24,7 @@ import argparse
 import pandas as pd
 
 from fedkd_benchmarks.federated import CLEANINGS, CONFIGS, NOISE, ROOT, run_one
+from fedkd_benchmarks.result_rows import merge_rows
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -49,12 +50,7 @@ def main() -> None:
     runs = pd.DataFrame(rows).assign(noise_kind="mixed", tag=args.tag)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "mixed_crowd_federation.csv"
-    if path.exists():
-        keys = ["tag", "strategy", "aggregator", "seed"]
-        earlier = pd.read_csv(path)
-        earlier["tag"] = earlier["tag"].fillna("default") if "tag" in earlier else "default"
-        earlier = earlier[~earlier.set_index(keys).index.isin(runs.set_index(keys).index)]
-        runs = pd.concat([earlier, runs], ignore_index=True)
+    runs = merge_rows(runs, path, ["tag", "strategy", "aggregator", "seed"])
     runs.to_csv(path, index=False)
     table = runs.groupby(["tag", "strategy", "aggregator"], sort=False).agg(
         mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),

@@ -203,7 +203,6 @@ def oneshot_published() -> str:
 @block("waves")
 def waves() -> str:
     runs = read("waves.csv")
-    runs["noise_kind"] = runs["noise_kind"].fillna("uniform") if "noise_kind" in runs else "uniform"
     rows = []
     for (config, crowd, mode), group in runs.groupby(["config", "noise_kind", "mode"], sort=True):
         rows.append([f"`{config}.toml`", crowd, "one wave per round" if mode == "wave" else "per batch",

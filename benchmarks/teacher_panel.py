@@ -37,6 +37,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from fedkd_benchmarks.result_rows import merge_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -120,11 +122,14 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
     return pd.DataFrame(rows)
 
 
-#: ``--distill``'s variants: ``simulations/aedm_mnist.toml`` as shipped (``adapted``) and with the framing fixed as
-#: before (``fixed``), and ``simulations/tandemgan_mnist.toml`` as shipped (``tandemgan``).
-DISTILL_VARIANTS: dict[str, dict[str, object]] = {"fixed": {"aedm.adapt_queries": 0, "aedm.learn_plain": False},
-                                                  "adapted": {}, "tandemgan": {}}
-DISTILL_CONFIGS = {"fixed": "aedm_mnist.toml", "adapted": "aedm_mnist.toml", "tandemgan": "tandemgan_mnist.toml"}
+#: ``--distill``'s variants, each a config and its overrides: ``simulations/aedm_mnist.toml`` as shipped
+#: (``adapted``) and with the framing fixed as before (``fixed``), and ``simulations/tandemgan_mnist.toml`` as
+#: shipped (``tandemgan``).
+DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
+    "fixed": ("aedm_mnist.toml", {"aedm.adapt_queries": 0, "aedm.learn_plain": False}),
+    "adapted": ("aedm_mnist.toml", {}),
+    "tandemgan": ("tandemgan_mnist.toml", {}),
+}
 
 
 def distill_row(teacher: Path, variant: str, seed: int, runs: Path) -> dict[str, object]:
@@ -133,8 +138,9 @@ def distill_row(teacher: Path, variant: str, seed: int, runs: Path) -> dict[str,
 
     out = runs / f"{teacher.name}-{variant}-s{seed}"
     path = teacher.relative_to(ROOT) if teacher.is_relative_to(ROOT) else teacher
-    overrides = {"teacher.path": str(path), "run.seed": seed, **DISTILL_VARIANTS[variant]}
-    result = fedkd.run(ROOT / "simulations" / DISTILL_CONFIGS[variant], overrides=overrides, out=out,
+    config, settings = DISTILL_VARIANTS[variant]
+    overrides = {"teacher.path": str(path), "run.seed": seed, **settings}
+    result = fedkd.run(ROOT / "simulations" / config, overrides=overrides, out=out,
                        resume=(out / "config.toml").exists())
     m = result.metrics
     seconds = m[m["metric"].isin([f"seconds/{part}" for part in ("teacher", "generator", "student", "store")])]
@@ -167,12 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / "teacher_panel_distill.csv"
         rows = [distill_row(t, variant, seed, args.runs) for seed in args.seeds for t in teachers
                 for variant in args.variants]
-        table = pd.DataFrame(rows)
-        if path.exists():  # keep the rows of other teachers, variants and seeds
-            earlier = pd.read_csv(path)
-            keys = ["teacher", "variant", "seed"]
-            earlier = earlier[~earlier.set_index(keys).index.isin(table.set_index(keys).index)]
-            table = pd.concat([earlier, table], ignore_index=True).sort_values(keys)
+        table = merge_rows(pd.DataFrame(rows), path, ["teacher", "variant", "seed"])
         table.to_csv(path, index=False, float_format="%.4f")
         print(table.to_string(index=False))
         return 0

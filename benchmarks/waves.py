@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedkd_benchmarks.result_rows import merge_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MODES = ("wave", "batch")
@@ -31,8 +33,7 @@ def run_one(config: str, mode: str, seed: int, runs: Path) -> dict[str, object]:
     cfg = load_config(ROOT / "simulations" / f"{config}.toml", {"run.seed": seed})
     cfg = cfg.replace({"query.wave_size": cfg.distill.batch_size if mode == "batch" else 0})
     out = runs / f"{config}-{mode}-s{seed}"
-    if (out / "config.toml").exists():
-        refuse_other_config(out, cfg.to_dict())
+    refuse_other_config(out, cfg.to_dict())
     done = out / "metrics.csv"
     metrics = read_metrics(done) if done.exists() else None
     rounds = cfg.federation.num_rounds
@@ -75,15 +76,7 @@ def main() -> None:
             for config in args.configs for seed in args.seeds for mode in args.modes]
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "waves.csv"
-    new = pd.DataFrame(rows)
-    if path.exists():
-        old = pd.read_csv(path)
-        old["noise_kind"] = old["noise_kind"].fillna("uniform") if "noise_kind" in old else "uniform"
-        columns = ["config", "noise_kind", "mode", "seed"]
-        keys = set(new[columns].itertuples(index=False, name=None))
-        old = old[[k not in keys for k in old[columns].itertuples(index=False, name=None)]]
-        new = pd.concat([old, new], ignore_index=True)
-    new = new.sort_values(["config", "noise_kind", "mode", "seed"], ignore_index=True)
+    new = merge_rows(pd.DataFrame(rows), path, ["config", "noise_kind", "mode", "seed"])
     new.to_csv(path, index=False)
     (RESULTS / "waves.md").write_text(markdown(new))
     print(markdown(new))
