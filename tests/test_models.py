@@ -5,6 +5,7 @@ import torch
 
 from fedkd.errors import ConfigError
 from fedkd.models import CLASSIFIERS, build_classifier
+from fedkd.models.classifiers import MaxPool2x2
 from fedkd.seeding import seed_torch
 
 SIZES = [(1, 8), (1, 28), (3, 32)]
@@ -50,3 +51,14 @@ def test_unknown_classifier_lists_the_known_ones():
 def test_nonpositive_sizes_are_config_errors():
     with pytest.raises(ConfigError, match="n_classes"):
         build_classifier("mlp", 1, 28, 0)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 28, 28), (3, 16, 10, 10), (2, 3, 7, 9), (5, 2, 3, 4)])
+def test_fast_max_pool_gives_max_pool2d_values_and_gradients(shape):
+    x = torch.randn(*shape).relu()
+    with torch.no_grad():
+        assert torch.equal(MaxPool2x2()(x), torch.nn.functional.max_pool2d(x, 2))
+    fast, reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    MaxPool2x2()(fast).square().sum().backward()
+    torch.nn.functional.max_pool2d(reference, 2).square().sum().backward()
+    assert torch.equal(fast.grad, reference.grad)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from fedkd.errors import ConfigError
 
@@ -46,6 +47,24 @@ class MLP(Classifier):
         super().__init__(body, hidden[1], n_classes)
 
 
+class MaxPool2x2(nn.Module):
+    """2x2 max-pooling with stride 2, the values of ``nn.MaxPool2d(2)``, computed faster when no gradient is needed.
+
+    Why: on a CPU, ``max_pool2d`` was the largest single cost of answering queries in a 100-client round (more
+    than the convolutions). Without autograd, two ``torch.maximum`` over strided views give the same values 10-20x
+    faster (a max is exact, so logits are bit-identical). With autograd it calls ``max_pool2d``, whose backward is
+    the faster one, so training is unchanged. No parameters or buffers: checkpoints of nets built with
+    ``nn.MaxPool2d(2)`` load unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.max_pool2d(x, 2)
+        x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 def _flat_size(body: nn.Module, in_channels: int, image_size: int) -> int:
     """Width of ``body``'s flattened output for one image, found by a forward pass of zeros (draws no randomness)."""
     with torch.no_grad():
@@ -64,8 +83,8 @@ class LeNet5(Classifier):
     def __init__(self, in_channels: int, image_size: int, n_classes: int) -> None:
         conv2_padding = 0 if image_size >= 20 else 2
         convs = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=conv2_padding), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(6, 16, 5, padding=conv2_padding), nn.ReLU(), MaxPool2x2(),
             nn.Flatten(),
         )
         flat = _flat_size(convs, in_channels, image_size)
@@ -89,7 +108,7 @@ class VGGSmall(Classifier):
         layers: list[nn.Module] = []
         c_in = in_channels
         for width in widths:
-            layers += _conv_bn(c_in, width) + _conv_bn(width, width) + [nn.MaxPool2d(2)]
+            layers += _conv_bn(c_in, width) + _conv_bn(width, width) + [MaxPool2x2()]
             c_in = width
         body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         super().__init__(body, widths[-1], n_classes)
