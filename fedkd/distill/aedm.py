@@ -99,7 +99,8 @@ class AEDMConfig:
     and without the weights). ``adapt_queries`` (0: off) is the number of first queries spent choosing the query
     transform (see the module docstring); it is rounded up to whole batches. ``learn_plain`` has the student
     learn each answer on the same prior image in the plain ``query_box`` framing, not in the framing the teacher
-    was asked in.
+    was asked in. ``mixup`` blends pairs of stored queries and their answers' losses in the store stage
+    (``fedkd.distill.store.StoreTraining``).
     """
 
     section: ClassVar[str] = "aedm"
@@ -123,6 +124,7 @@ class AEDMConfig:
     balance_classes: bool = False
     adapt_queries: int = 0
     learn_plain: bool = False
+    mixup: bool = False
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
@@ -211,7 +213,8 @@ class AEDM:
         self.store_training = StoreTraining(
             epochs=config.offline_epochs, batch_size=config.offline_batch_size, lr=config.offline_lr,
             max_steps=config.offline_max_steps, shift=config.augment_shift, degrees=config.augment_degrees,
-            scale=config.augment_scale, balance_classes=config.balance_classes)
+            scale=config.augment_scale, balance_classes=config.balance_classes,
+            mixup=config.mixup)
 
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return batch_size

@@ -91,7 +91,11 @@ class AnswerStore:
 class StoreTraining:
     """How the student trains on the store: Adam at ``lr`` for ``epochs`` passes in batches of ``batch_size``,
     at most ``max_steps`` steps (0: no cap), each batch moved by ``random_affine`` (``shift`` pixels,
-    ``degrees``, ``scale``), and each answer weighed by ``class_weights`` when ``balance_classes``."""
+    ``degrees``, ``scale``), and each answer weighed by ``class_weights`` when ``balance_classes``. With
+    ``mixup`` each augmented query is blended with another of its batch, ``lam * x_i + (1 - lam) * x_j`` with
+    ``lam`` uniform in [0, 1] per pair (mixup with alpha = 1), and its loss is the same blend of the two answers'
+    losses: no query is spent on the blends, and the student is asked to be linear between stored answers, which
+    regularises a student that sees only off-domain queries."""
 
     epochs: int
     batch_size: int
@@ -101,6 +105,7 @@ class StoreTraining:
     degrees: float = 0.0
     scale: float = 0.0
     balance_classes: bool = False
+    mixup: bool = False
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return random_affine(x, self.shift, self.degrees, self.scale, generator)
@@ -135,6 +140,15 @@ def class_weights(answers: torch.Tensor) -> torch.Tensor:
     return (len(classes) / (int((counts > 0).sum()) * counts))[classes]
 
 
+def mixup_pairs(n: int, generator: torch.Generator,
+                device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a batch of ``n``: each item's blending partner (a permutation of the batch) and its weight ``lam``,
+    uniform in [0, 1], both drawn from ``generator``."""
+    partner = torch.randperm(n, generator=generator, device=generator.device).to(device)
+    lam = torch.rand(n, generator=generator, device=generator.device).to(device)
+    return partner, lam
+
+
 def draw(store: AnswerStore, n: int, training: StoreTraining, generator: torch.Generator,
          device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` stored queries drawn uniformly with replacement, augmented, with their answers (replay)."""
@@ -163,9 +177,16 @@ def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraini
     student.train()
     for idx in batches:
         x = training.augment(store.inputs(idx).to(device), generator)
+        if training.mixup:
+            partner, lam = mixup_pairs(len(idx), generator, device)
+            x = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[partner]
         with autocast(precision, device):
-            logits = student(x)
-        loss = (disagreement(logits.float(), answers[idx], mode) * weights[idx]).mean()
+            logits = student(x).float()
+        loss = disagreement(logits, answers[idx], mode) * weights[idx]
+        if training.mixup:
+            other = idx[partner.cpu()]
+            loss = lam * loss + (1 - lam) * disagreement(logits, answers[other], mode) * weights[other]
+        loss = loss.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
