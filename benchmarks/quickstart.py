@@ -6,9 +6,9 @@ the data-free student's ceiling), wall time and the peak resident memory of this
 descendants (Ray's daemons and actors). One seed is not a result (the same seed ends differently on
 another machine), so the README quotes the mean and spread of these rows.
 
-    python benchmarks/quickstart.py [--seeds 0 1 2]        # about 20 min on this shared 2-core machine
+    python benchmarks/quickstart.py [--seeds 0 1 2] [--configs quickstart fed_avg]   # about 20 min here
 
-Writes ``results/quickstart.csv`` (one row per config and seed).
+Merges its rows into ``results/quickstart.csv`` (one row per config and seed; a re-run replaces its row).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 
 import fedkd
 from fedkd_benchmarks.federation_overhead import PeakMemory
+from fedkd_benchmarks.result_rows import merge_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -49,15 +50,17 @@ def run_one(config: str, seed: int, tmp: Path) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for config in CONFIGS:
+        for config in args.configs:
             for seed in args.seeds:
                 rows.append(run_one(config, seed, Path(tmp)))
                 print(rows[-1], flush=True)
     RESULTS.mkdir(exist_ok=True)
-    pd.DataFrame(rows).to_csv(RESULTS / "quickstart.csv", index=False)
+    path = RESULTS / "quickstart.csv"
+    merge_rows(pd.DataFrame(rows), path, ["config", "seed"]).to_csv(path, index=False)
 
 
 if __name__ == "__main__":
