@@ -4,8 +4,10 @@ The plain loop (``fedkd.federation.plain``) calls exactly the functions the Clie
 after another in this process (for the query strategies it runs the same ``QueryServer`` round over a plain link);
 the simulation runs them in Ray actors (``federation.client_cpus`` each) behind Flower messages. Both are
 repeated ``--repeats`` times; a row holds the median over repeats of each repeat's steady-state round time
-(rounds after the first), their ratio, the simulation's first round, the peak resident memory of this process and
-all its descendants (Ray's daemons and actors, sampled from /proc every 0.2 s) and the payload bytes per round.
+(rounds after the first), their ratio, the simulation's first round, each round's median over repeats
+(``sim_round_s_by_round``: a query strategy's last round also holds its offline stage on the whole store), the
+peak resident memory of this process and all its descendants (Ray's daemons and actors, sampled from /proc every
+0.2 s) and the payload bytes per round.
 Rows are merged into ``benchmarks/results/federation_overhead.csv`` (one row per config, strategy and client
 count), which ``--plot`` draws.
 
@@ -31,6 +33,7 @@ from fedkd.federation.data import train_test
 from fedkd.federation.plain import run_plain
 from fedkd.federation.sampling import clients_per_round
 from fedkd.resources import tree_rss_bytes
+from fedkd_benchmarks.result_rows import merge_rows
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SUMMARY = RESULTS / "federation_overhead.csv"
@@ -57,7 +60,7 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
     """One row: the simulation and the plain loop, each ``repeats`` times."""
     cfg = load_config(config, overrides)
     train_test(cfg)  # load the data once, outside both timings
-    sim, plain, walls, firsts, peak = [], [], [], [], 0
+    sim, plain, walls, firsts, each_round, peak = [], [], [], [], [], 0
     for _ in range(repeats):
         with PeakMemory() as mem, tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
@@ -67,6 +70,7 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
         metrics = result.metrics[result.metrics["client"].isna()]
         rounds = metrics.query("metric == 'round_seconds'")["value"].tolist()
         firsts.append(rounds[0])
+        each_round.append(rounds)
         sim.append(statistics.median(rounds[1:]))
         torch.set_num_threads(1)
         reference = run_plain(cfg)
@@ -88,6 +92,7 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
         "plain_round_s_median": round(plain_median, 2),
         "sim_over_plain": round(sim_median / plain_median, 2),
         "sim_round_s_all": " ".join(f"{s:.2f}" for s in sim),
+        "sim_round_s_by_round": " ".join(f"{statistics.median(r):.2f}" for r in zip(*each_round, strict=True)),
         "plain_round_s_all": " ".join(f"{s:.2f}" for s in plain),
         "peak_rss_mib": round(peak / 2**20),
         "bytes_down_per_round": int(bytes_per_round["bytes_down"]),
@@ -95,14 +100,6 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
         "sim_test_acc": round(result.final("test_acc"), 4),
         "plain_test_acc": round(reference.test_acc[-1], 4),
     }
-
-
-def merge(row: dict[str, object]) -> pd.DataFrame:
-    """``SUMMARY`` with ``row`` in place of an earlier row of the same config, strategy and clients."""
-    table = pd.read_csv(SUMMARY) if SUMMARY.exists() else pd.DataFrame(columns=list(row))
-    key = tuple(row[k] for k in KEYS)
-    keep = [tuple(r) != key for r in table[KEYS].itertuples(index=False)]
-    return pd.concat([table[keep], pd.DataFrame([row])], ignore_index=True).sort_values(KEYS, ignore_index=True)
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -137,7 +134,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     if not args.plot:
         row = measure(args.config, args.overrides, args.repeats)
-        table = merge(row)
+        table = merge_rows(pd.DataFrame([row]), SUMMARY, KEYS)
         table.to_csv(SUMMARY, index=False)
         print(pd.Series(row).to_string())
         print(f"wrote {SUMMARY}")

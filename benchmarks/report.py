@@ -449,12 +449,14 @@ def scale() -> str:
     for r in read("federation_overhead.csv").sort_values(["strategy", "num_clients"]).itertuples():
         clients = f"{r.num_clients}" + (f" ({r.clients_per_round} per round)" if r.clients_per_round < r.num_clients
                                         else "")
-        rows.append([f"`{r.strategy}`", clients, f"{r.sim_round_s_median:.1f}", f"{r.plain_round_s_median:.1f}",
+        by_round = getattr(r, "sim_round_s_by_round", float("nan"))
+        each = " / ".join(f"{float(s):.1f}" for s in by_round.split()) if isinstance(by_round, str) else "–"
+        rows.append([f"`{r.strategy}`", clients, f"{r.sim_round_s_median:.1f}", each, f"{r.plain_round_s_median:.1f}",
                      f"{r.sim_over_plain:.2f}", f"{r.peak_rss_mib / 1024:.1f} GiB",
                      f"{r.bytes_down_per_round / 1e6:.1f} / {r.bytes_up_per_round / 1e6:.1f}", str(r.repeats)])
-    return table(["strategy", "clients", "simulated s / round", "plain loop s / round", "ratio",
-                  "peak memory, all processes", "MB down / up per round", "repeats"],
-                 ["l", "r", "r", "r", "r", "r", "r", "r"], rows)
+    return table(["strategy", "clients", "simulated s / round", "simulated s, each round", "plain loop s / round",
+                  "ratio", "peak memory, all processes", "MB down / up per round", "repeats"],
+                 ["l", "r", "r", "r", "r", "r", "r", "r", "r"], rows)
 
 
 # --- black-box distillation -------------------------------------------------------------------------------
