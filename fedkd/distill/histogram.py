@@ -26,6 +26,14 @@ import torch
 COLLAPSE_SHARE = 0.5
 #: Queries answered before the histogram is judged: enough for any query source to have left its start.
 WARN_AFTER = 5_000
+#: What to try, by query source: a prior's framing can be changed; a generator that starts from noise cannot be
+#: steered to inputs the teacher reads as other classes when every input it reaches is read as one.
+REMEDIES = {
+    "aedm": "try queries closer to the teacher's inputs (aedm.adapt_queries, another prior or aedm.query_box, "
+            "distill.method = 'real' with public data) or check the teacher",
+    "generator": "a generator that starts from noise rarely leaves inputs read as one class; try distill.method = "
+                 "'aedm' with a prior of public data or 'real' with public data, or check the teacher",
+}
 
 
 class AnswerHistogram:
@@ -60,7 +68,7 @@ class AnswerHistogram:
         if not self.total:
             return float("nan")
         p = self.counts[self.counts > 0].double() / self.total
-        return float(-(p * p.log()).sum())
+        return float(-(p * p.log()).sum()) + 0.0  # + 0.0: one class gives 0.0, not -0.0
 
     def entropy_error(self) -> float:
         """The standard error of ``entropy`` (nats) as an estimate from this many answers (the delta method:
@@ -79,16 +87,16 @@ class AnswerHistogram:
         """``answer_entropy`` and ``answer_top_share``; empty before any answer."""
         return {"answer_entropy": self.entropy(), "answer_top_share": self.top_share()} if self.total else {}
 
-    def collapse_warning(self) -> str | None:
-        """The one-line warning, the first time the answers have collapsed onto one class; else ``None``."""
+    def collapse_warning(self, remedy: str = REMEDIES["aedm"]) -> str | None:
+        """The one-line warning, the first time the answers have collapsed onto one class, ending with ``remedy``
+        (``REMEDIES``, by query source); else ``None``."""
         if self.warned or self.total < self.warn_after or self.top_share() <= self.share:
             return None
         self.warned = True
         return (f"answers collapsed onto one class: the teacher answered class {int(self.counts.argmax())} to "
                 f"{self.top_share():.0%} of the first {self.total:,} queries (answer entropy {self.entropy():.2f} "
                 f"nats): it reads the queries as one class, so the query source is likely off the teacher's domain "
-                f"and the student will learn little; try queries closer to the teacher's inputs (aedm.adapt_queries, "
-                f"another prior or aedm.query_box, distill.method = 'real' with public data) or check the teacher")
+                f"and the student will learn little; {remedy}")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts.clone()}
