@@ -29,6 +29,24 @@ from fedkd_benchmarks.result_rows import merge_rows
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def write_summary(runs: pd.DataFrame, alpha: float, noise: str) -> str:
+    """``mixed_crowd_federation.md`` from every row of the CSV: mean ± std over seeds per variant; returns its text."""
+    table = runs.groupby(["tag", "strategy", "aggregator"], sort=False).agg(
+        mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),
+        ensemble=("ensemble_acc", "mean"))
+    lines = ["| variant | strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer |",
+             "|---|---|---|---:|---:|---:|"]
+    lines += [f"| {t} | {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
+              f"{'–' if pd.isna(r['ensemble']) else format(r['ensemble'], '.3f')} |"
+              for (t, s, a), r in table.iterrows()]
+    text = (f"# Cleaning on a crowd of mixed skill, downstream\n\n`python benchmarks/mixed_crowd_federation.py` on "
+            f"the shared default federation with `crowd.noise_kind = \"mixed\"` (Dirichlet {alpha:g}, average "
+            f"workers' noise {NOISE[noise]}); a variant is the shipped config with the overrides its runs "
+            "were made with.\n\n" + "\n".join(lines) + "\n")
+    (RESULTS / "mixed_crowd_federation.md").write_text(text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strategies", nargs="+", default=["fedavg"], choices=list(CONFIGS))
@@ -52,20 +70,7 @@ def main() -> None:
     path = RESULTS / "mixed_crowd_federation.csv"
     runs = merge_rows(runs, path, ["tag", "strategy", "aggregator", "seed"])
     runs.to_csv(path, index=False)
-    table = runs.groupby(["tag", "strategy", "aggregator"], sort=False).agg(
-        mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),
-        ensemble=("ensemble_acc", "mean"))
-    lines = ["| variant | strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer |",
-             "|---|---|---|---:|---:|---:|"]
-    lines += [f"| {t} | {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
-              f"{'–' if pd.isna(r['ensemble']) else format(r['ensemble'], '.3f')} |"
-              for (t, s, a), r in table.iterrows()]
-    text = (f"# Cleaning on a crowd of mixed skill, downstream\n\n`python benchmarks/mixed_crowd_federation.py` on "
-            f"the shared default federation with `crowd.noise_kind = \"mixed\"` (Dirichlet {args.alpha:g}, average "
-            f"workers' noise {NOISE[args.noise]}); a variant is the shipped config with the overrides its runs "
-            "were made with.\n\n" + "\n".join(lines) + "\n")
-    (RESULTS / "mixed_crowd_federation.md").write_text(text)
-    print(text)
+    print(write_summary(runs, args.alpha, args.noise))
 
 
 if __name__ == "__main__":

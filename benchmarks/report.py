@@ -167,7 +167,8 @@ def fed_aedm_levers() -> str:
     described = {"default": "shipped: plain prior samples, class-aware combination",
                  "steer": "steered towards the student's uncertainty (the default before)",
                  "steer+combine-ds": "steered, Dawid-Skene combination (online from round 1)",
-                 "steer+client-agreement": "steered, clients cleaning with BILA's agreement strength rule"}
+                 "steer+client-agreement": "steered, clients cleaning with BILA's agreement strength rule",
+                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)"}
     fedaedm = runs.query("strategy == 'fedaedm'")
     tags = [t for t in described if t in set(fedaedm["tag"])] + sorted(set(fedaedm["tag"]) - set(described))
     rows = []
