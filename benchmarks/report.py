@@ -133,29 +133,34 @@ def oneshot() -> str:
 @block("oneshot_levers")
 def oneshot_levers() -> str:
     """Every lever measured in one round (``oneshot.csv`` tags), beside the shipped setting of the same clients."""
-    runs = read("oneshot.csv").query("strategy == 'fedaedm' and alpha == 0.1")
-    shipped = {"homogeneous": "shipped (`oneshot.toml`): plain prior samples, Dawid-Skene, four waves",
-               "heterogeneous": "shipped (`hetero.toml`): steered, Dawid-Skene, four waves"}
+    runs = read("oneshot.csv").query("alpha == 0.1")
+    shipped = {("homogeneous", "fedaedm"): "shipped (`oneshot.toml`): plain prior samples, Dawid-Skene, four waves",
+               ("heterogeneous", "fedaedm"): "shipped (`hetero.toml`): steered, Dawid-Skene, four waves",
+               ("homogeneous", "fedtandem"): "the benchmark's setting: 200k queries in batches of 500"}
     described = {"steer": "steered towards the student's uncertainty",
                  "plain": "plain prior samples",
                  "steer+one-wave": "steered, the whole budget in one wave",
                  "steer+combine-class_aware": "steered, class-aware combination",
                  "combine-class_aware": "class-aware combination",
                  "plain+combine-class_aware": "plain prior samples, class-aware combination",
-                 "combine-mv": "majority-vote combination (the combined answer is then a vote too)"}
+                 "combine-mv": "majority-vote combination (the combined answer is then a vote too)",
+                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
+                 "budget-60k": "three times the queries (60k, in four waves of 15k)",
+                 "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)"}
     rows = []
-    for (federation, mode), cell in runs.groupby(["federation", "mode"], sort=True):
+    for (federation, strategy, mode), cell in runs.groupby(["federation", "strategy", "mode"], sort=True):
         tags = ["default", *[t for t in described if t in set(cell["tag"])]]
         if len(tags) < 2:
             continue
         for tag in tags:
             g = cell[cell["tag"] == tag]
             delta = f"{100 * g['delta_fedavg'].mean():+.1f}" if g["delta_fedavg"].notna().any() else ""
-            rows.append([federation, mode, shipped[federation] if tag == "default" else described[tag], f"{len(g)}",
+            setting = shipped[federation, strategy] if tag == "default" else described[tag]
+            rows.append([federation, f"`{strategy}`", mode, setting, f"{len(g)}",
                          mean_std(g["test_acc"]), mean_std(g["ensemble"]), mean_std(g["rho"], 2), delta])
-    return table(["clients (one-shot `fedaedm`, alpha 0.1)", "answers", "setting", "seeds", "student `test_acc`",
+    return table(["clients (one-shot, alpha 0.1)", "strategy", "answers", "setting", "seeds", "student `test_acc`",
                   "clients' combined answer", "rho", "Delta vs one-shot FedAvg (points)"],
-                 ["l", "l", "l", "r", "r", "r", "r", "r"], rows)
+                 ["l", "l", "l", "l", "r", "r", "r", "r", "r"], rows)
 
 
 @block("fed_aedm_levers")
