@@ -146,7 +146,9 @@ def oneshot_levers() -> str:
                  "combine-mv": "majority-vote combination (the combined answer is then a vote too)",
                  "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
                  "budget-60k": "three times the queries (60k, in four waves of 15k)",
-                 "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)"}
+                 "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)",
+                 "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
+                 "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)"}
     rows = []
     for (federation, strategy, mode), cell in runs.groupby(["federation", "strategy", "mode"], sort=True):
         tags = ["default", *[t for t in described if t in set(cell["tag"])]]
