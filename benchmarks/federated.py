@@ -331,6 +331,5 @@ def main() -> None:
     print(text)
 
 
-
 if __name__ == "__main__":
     main()

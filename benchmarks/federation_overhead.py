@@ -60,7 +60,7 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
     """One row: the simulation and the plain loop, each ``repeats`` times."""
     cfg = load_config(config, overrides)
     train_test(cfg)  # load the data once, outside both timings
-    sim, plain, walls, firsts, each_round, peak = [], [], [], [], [], 0
+    sim, plain, walls, each_round, peak = [], [], [], [], 0
     for _ in range(repeats):
         with PeakMemory() as mem, tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
@@ -69,7 +69,6 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
         peak = max(peak, mem.peak)
         metrics = result.metrics[result.metrics["client"].isna()]
         rounds = metrics.query("metric == 'round_seconds'")["value"].tolist()
-        firsts.append(rounds[0])
         each_round.append(rounds)
         sim.append(statistics.median(rounds[1:]))
         torch.set_num_threads(1)
@@ -87,7 +86,7 @@ def measure(config: str, overrides: list[str], repeats: int) -> dict[str, object
         "budget": cfg.distill.budget if cfg.federation.strategy != "fedavg" else 0,
         "repeats": repeats,
         "sim_wall_s": round(statistics.median(walls), 1),
-        "sim_first_round_s": round(statistics.median(firsts), 2),
+        "sim_first_round_s": round(statistics.median(r[0] for r in each_round), 2),
         "sim_round_s_median": round(sim_median, 2),
         "plain_round_s_median": round(plain_median, 2),
         "sim_over_plain": round(sim_median / plain_median, 2),

@@ -457,8 +457,7 @@ def scale() -> str:
     for r in read("federation_overhead.csv").sort_values(["strategy", "num_clients"]).itertuples():
         clients = f"{r.num_clients}" + (f" ({r.clients_per_round} per round)" if r.clients_per_round < r.num_clients
                                         else "")
-        by_round = getattr(r, "sim_round_s_by_round", float("nan"))
-        each = " / ".join(f"{float(s):.1f}" for s in by_round.split()) if isinstance(by_round, str) else "–"
+        each = " / ".join(f"{float(s):.1f}" for s in r.sim_round_s_by_round.split())
         rows.append([f"`{r.strategy}`", clients, f"{r.sim_round_s_median:.1f}", each, f"{r.plain_round_s_median:.1f}",
                      f"{r.sim_over_plain:.2f}", f"{r.peak_rss_mib / 1024:.1f} GiB",
                      f"{r.bytes_down_per_round / 1e6:.1f} / {r.bytes_up_per_round / 1e6:.1f}", str(r.repeats)])

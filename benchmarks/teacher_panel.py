@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prior-samples", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    parser.add_argument("--distill", action="store_true", help="run aedm_mnist.toml on every teacher instead")
+    parser.add_argument("--distill", action="store_true", help="run the --variants' configs on every teacher instead")
     parser.add_argument("--variants", nargs="+", default=["fixed", "adapted"], choices=list(DISTILL_VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "teacher_panel")

@@ -20,7 +20,7 @@ import fedkd.distill.histogram
 from fedkd.data import load_dataset
 from fedkd.distill.aedm import frame_images
 from fedkd.distill.baselines import RealData
-from fedkd.distill.histogram import REMEDIES, AnswerHistogram
+from fedkd.distill.histogram import REMEDIES, AnswerHistogram, remedy_for
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.generative.artifacts import resolve_path
 from fedkd.oracle import ModelOracle
@@ -120,6 +120,7 @@ def test_shipped_teachers_are_silent_and_the_histogram_is_in_metrics_csv(tmp_pat
 def test_the_warning_names_a_remedy_for_its_query_source_and_a_one_class_entropy_of_zero() -> None:
     histogram = AnswerHistogram(warn_after=4)
     histogram.add(torch.full((6,), 8))
-    message = histogram.collapse_warning(REMEDIES["generator"])
+    message = histogram.collapse_warning(remedy_for("tandemgan"))
     assert "class 8 to 100%" in message and "entropy 0.00 nats" in message
     assert message.endswith(REMEDIES["generator"]) and "aedm.query_box" not in message
+    assert remedy_for("dfme") == REMEDIES["generator"] and remedy_for("aedm") == REMEDIES["aedm"]

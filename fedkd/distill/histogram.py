@@ -34,6 +34,13 @@ REMEDIES = {
     "generator": "a generator that starts from noise rarely leaves inputs read as one class; try distill.method = "
                  "'aedm' with a prior of public data or 'real' with public data, or check the teacher",
 }
+#: The query sources that are generators trained from noise (the rest draw from a prior, data or noise directly).
+GENERATOR_METHODS = frozenset({"tandemgan", "dfme"})
+
+
+def remedy_for(method: str) -> str:
+    """The ``REMEDIES`` entry for a run of ``distill.method`` ``method``."""
+    return REMEDIES["generator" if method in GENERATOR_METHODS else "aedm"]
 
 
 class AnswerHistogram:

@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from fedkd.distill.histogram import REMEDIES, AnswerHistogram
+from fedkd.distill.histogram import AnswerHistogram, remedy_for
 from fedkd.distill.losses import disagreement
 from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
@@ -243,8 +243,7 @@ class BlackBoxDistiller:
         else:
             losses = [self._train(batches) for batches in self._answered_wave(iterations)]
         self.waves += 1
-        warning = self.answers.collapse_warning(REMEDIES["generator" if self.config.method in ("tandemgan", "dfme")
-                                                         else "aedm"])
+        warning = self.answers.collapse_warning(remedy_for(self.config.method))
         if warning is not None:
             log.warning("%s", warning)
         if not self.can_step() and not self.finished:
