@@ -3,7 +3,8 @@
 Every configuration of a small grid over the levers that decide how BILA behaves with little evidence
 
 - ``shrinkage``: pseudo-labels per confusion row centred on the crowd's pooled confusion (0 = none),
-- ``shrink_to``: that centre in full (``pooled``) or in its one-coin form,
+- ``shrink_to``: that centre in full (``pooled``), in its one-coin form, or re-centred on each worker's own
+  accuracy (``worker``),
 - ``shrink_rule``: that strength fixed, or estimated from the spread of the workers' accuracies
   (empirical Bayes) with ``shrinkage`` as its ceiling: against majority-vote shares and BILA's posteriors
   (``moments``) or from how often workers agree with each other (``agreement``),
@@ -39,11 +40,12 @@ from fedkd.data.crowd import CROWD_SETS, chunk_tasks, gold_accuracy, load_crowd
 from fedkd.data.crowd_regimes import REGIMES, simulate_regime
 
 RESULTS = Path(__file__).resolve().parent / "results"
-GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0, 50.0], "shrink_to": ["pooled", "one_coin"],
+GRID = {"shrinkage": [0.0, 2.0, 5.0, 10.0, 20.0, 50.0], "shrink_to": ["pooled", "one_coin", "worker"],
         "shrink_rule": ["fixed", "moments", "agreement"], "epochs": [7, 20], "m_step": [False, True]}
 TOL = 0.002
-# The levers this grid added after the previous selection (issue 14c); the grid without them is the earlier one.
-ADDED = {"shrinkage": [50.0], "shrink_rule": ["agreement"]}
+# The levers this grid added after the previous selection (the per-worker centre); the grid without them is the
+# earlier one.
+ADDED = {"shrink_to": ["worker"]}
 PREVIOUS = {"shrinkage": 0.0, "shrink_to": "pooled", "shrink_rule": "fixed", "epochs": 7, "m_step": False, "tol": 0.0}
 
 

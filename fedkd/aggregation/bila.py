@@ -14,7 +14,7 @@ from fedkd.aggregation.dawid_skene import expected_counts, posterior_from_confus
 from fedkd.errors import ConfigError
 from fedkd.seeding import torch_generator
 
-SHRINK_TARGETS = ("pooled", "one_coin")
+SHRINK_TARGETS = ("pooled", "one_coin", "worker")
 SHRINK_RULES = ("fixed", "moments", "agreement")
 # The least prior strength (pseudo-labels per confusion row) that shrink_rule="moments" or "agreement" estimates.
 MOMENT_FLOOR = 0.5
@@ -176,6 +176,34 @@ class BILA(Aggregator):
             counts = np.full((C, C), (1.0 - accuracy) / (C - 1)) + (accuracy - (1.0 - accuracy) / (C - 1)) * np.eye(C)
         return torch.from_numpy(counts / counts.sum(axis=1, keepdims=True)).float()
 
+    def _worker_counts(self, enc: EncodedChunk, shares: np.ndarray) -> np.ndarray:
+        """Expected confusion counts of the chunk's workers (in code order): this chunk's against its
+        majority-vote shares plus those kept from earlier chunks."""
+        touched, local = np.unique(enc.worker, return_inverse=True)
+        counts = expected_counts(EncodedChunk(enc.tasks, enc.task, local, enc.label), shares, len(touched))
+        kept = touched < len(self.memory_)
+        counts[kept] += self.memory_[torch.from_numpy(touched[kept])].double().numpy()
+        return counts
+
+    def _worker_targets(self, enc: EncodedChunk, shares: np.ndarray, pooled: torch.Tensor,
+                        strength: float) -> torch.Tensor:
+        """``shrink_to="worker"``: one centre per worker of the chunk, the pooled confusion with every row's
+        accuracy moved by how much this worker's accuracy differs from the crowd's. That accuracy is itself
+        shrunk to the crowd's by ``strength`` pseudo-labels (the beta-binomial prior the strength rules
+        estimate), so the model has three levels: a worker with a handful of labels is the average worker (a
+        vote), one with tens of labels is judged by one accuracy (as one-coin Dawid-Skene judges everyone), and
+        only rows that hold many labels of their own leave that form (Dawid-Skene)."""
+        counts = self._worker_counts(enc, shares)
+        P = pooled.double().numpy()
+        crowd = float(np.trace(self.pooled_memory_.double().numpy() + counts.sum(axis=0)) /
+                      max(float(self.pooled_memory_.sum()) + counts.sum(), 1e-12))
+        own = (np.trace(counts, axis1=1, axis2=2) + strength * crowd) / (counts.sum(axis=(1, 2)) + strength)
+        diag = np.clip(np.diag(P)[None, :] + (own - crowd)[:, None], 1e-3, 1 - 1e-3)
+        off = P[None] * ((1 - diag) / (1 - np.diag(P))[None, :])[:, :, None]
+        eye = np.eye(self.n_classes, dtype=bool)
+        centred = np.where(eye[None], diag[:, :, None] * eye[None], off)
+        return torch.from_numpy(centred).float()
+
     def _strength(self, enc: EncodedChunk, shares: np.ndarray) -> float:
         """Pseudo-labels per confusion row of the shrinkage prior: ``shrinkage`` itself, or with
         ``shrink_rule="moments"`` the empirical-Bayes (method-of-moments, beta-binomial) estimate from how
@@ -189,10 +217,7 @@ class BILA(Aggregator):
             return cfg.shrinkage
         if cfg.shrink_rule == "agreement":
             return self._agreement_strength(enc)
-        touched, local = np.unique(enc.worker, return_inverse=True)
-        counts = expected_counts(EncodedChunk(enc.tasks, enc.task, local, enc.label), shares, len(touched))
-        kept = touched < len(self.memory_)
-        counts[kept] += self.memory_[torch.from_numpy(touched[kept])].double().numpy()
+        counts = self._worker_counts(enc, shares)
         n = counts.sum(axis=(1, 2))
         right = np.trace(counts, axis1=1, axis2=2)
         a = right.sum() / n.sum()
@@ -218,24 +243,25 @@ class BILA(Aggregator):
         the spread estimate would keep the shrinkage strong. Per-worker sums of the shares and their count are kept
         (``agreement_``), and the pooled sums that give the noise of one share (``agreement_noise_``)."""
         cfg, C = self.config, self.n_classes
+        top = max(cfg.shrinkage, MOMENT_FLOOR)
         touched, sums, r = self._chunk_agreement(enc)
         kept = touched < len(self.agreement_)
         sums[kept] += self.agreement_[torch.from_numpy(touched[kept])].double().numpy()
         total, squares, count = self.agreement_noise_.double().numpy() + (r.sum(), (r ** 2).sum(), r.size)
         n = sums[:, 1]
         if count == 0 or (n > 0).sum() < 2:
-            return max(cfg.shrinkage, MOMENT_FLOOR)
+            return top
         noise = squares / count - (total / count) ** 2
         m = sums[:, 0].sum() / n.sum()
         seen = n > 0
         excess = (sums[seen, 0] / n[seen] - m) ** 2 - noise / n[seen]
         tau2 = max(float((n[seen] * excess).sum() / n.sum()), 1e-6)
         if C * m - 1 <= 0:
-            return max(cfg.shrinkage, MOMENT_FLOOR)
+            return top
         skill = np.sqrt((m - 1 / C) * C / (C - 1))
         p = min(1 / C + (C - 1) / C * skill, 1 - 1e-6)
         var_p = tau2 * (C - 1) / (C * m - 1)
-        return float(np.clip(p * (1 - p) / var_p - 1, MOMENT_FLOOR, max(cfg.shrinkage, MOMENT_FLOOR)))
+        return float(np.clip(p * (1 - p) / var_p - 1, MOMENT_FLOOR, top))
 
     def _chunk_agreement(self, enc: EncodedChunk) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The chunk's workers (codes), per worker the sum of its labels' co-worker agreement shares and the
@@ -257,6 +283,8 @@ class BILA(Aggregator):
         if K == old:
             return
         pooled = np.exp(self._log_conf()[-1])
+        if target.dim() == 3:
+            target = target[torch.from_numpy(np.unique(enc.worker) >= old)]
         counts = (expected_counts(enc, vote_shares(enc, C), K, first=old) + cfg.init_smoothing * C * pooled
                   + strength * target.double().numpy())
         new_logits = torch.from_numpy(np.log(counts / counts.sum(axis=2, keepdims=True))).float()
@@ -276,8 +304,10 @@ class BILA(Aggregator):
         shares_np = vote_shares(enc, C)
         target = self._shrink_target(enc, shares_np)
         strength = self._strength(enc, shares_np)
-        self._grow(enc, target, strength)
         touched, local = np.unique(enc.worker, return_inverse=True)
+        if cfg.shrink_to == "worker":
+            target = self._worker_targets(enc, shares_np, target, strength)
+        self._grow(enc, target, strength)
         used, pair = np.unique(enc.worker * C + enc.label, return_inverse=True)
         rows, pair = torch.from_numpy(used), torch.from_numpy(pair.astype(np.int64))
         touched_t = torch.from_numpy(touched)
