@@ -43,8 +43,10 @@ NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
 CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
     "mv": ("mv", {}),
     "ds": ("ds", {}),
-    "bila": ("bila", {"log_prior": False, "m_step": False, "shrink_rule": "moments"}),
-    "bila-prior": ("bila", {"log_prior": True, "m_step": False, "shrink_rule": "moments"}),
+    "bila": ("bila", {"log_prior": False, "m_step": False, "shrink_rule": "moments",
+                      "shrink_to": "pooled", "shrinkage": 10.0}),
+    "bila-prior": ("bila", {"log_prior": True, "m_step": False, "shrink_rule": "moments",
+                            "shrink_to": "pooled", "shrinkage": 10.0}),
 }
 #: the clients' combined answer under each query strategy: the same clients, but feddf asks for probabilities
 ENSEMBLE = {"feddf": "ensemble, proba answers", "fedtandem": "ensemble, label answers",

@@ -253,7 +253,7 @@ def bila_defaults() -> str:
         "what each lever is worth). The configuration with the best mean over all 15 sets is the shipped default: "
         f"`{ext['shipped'].iloc[0]}`. Choosing on 14 sets and scoring the held-out one, which estimates what the "
         f"selection gives on a crowd it has not seen, gives {summary('extended')}; on the earlier grid, without "
-        f"the agreement rule and the ceiling of 50, {summary('earlier')}; the defaults before any shrinkage "
+        f"the per-worker centre (`shrink_to=worker`), {summary('earlier')}; the defaults before any shrinkage "
         f"{previous[True]:.2f} and {previous[False]:.2f} %."
     )
 

@@ -177,7 +177,7 @@ def test_benchmark_runs_on_a_small_subset(tmp_path):
 
 
 def test_bila_options_name_allowed_values():
-    with pytest.raises(ConfigError, match="shrink_to 'median'.*pooled, one_coin"):
+    with pytest.raises(ConfigError, match="shrink_to 'median'.*pooled, one_coin, worker"):
         BILA(3, shrink_to="median")
     with pytest.raises(ConfigError, match="shrink_rule 'guess'.*fixed, moments"):
         BILA(3, shrink_rule="guess")
@@ -273,3 +273,41 @@ def test_bila_state_round_trips_with_the_moments_rule_and_adam_steps():
     for chunk in chunks[1:]:
         pd.testing.assert_frame_equal(original.partial_fit(chunk).predict_proba(chunk),
                                       restored.partial_fit(chunk).predict_proba(chunk))
+
+
+def test_bila_worker_centre_follows_each_workers_accuracy_with_its_evidence():
+    """``shrink_to="worker"``: the centre of a worker's prior is the pooled confusion moved to that worker's own
+    accuracy, shrunk to the crowd's by the prior's strength. After a first chunk, an expert known from hundreds of
+    labels is centred on a sharper diagonal than the crowd, a worker with two labels stays near the crowd, and rows
+    stay distributions."""
+    from fedkd.aggregation.dawid_skene import vote_shares
+
+    rng = np.random.default_rng(3)
+    conf = make_confusions(10, 3, "uniform", 0.4, rng)
+    conf[0] = make_confusions(1, 3, "uniform", 0.05, rng)[0]
+    first, second = chunk_tasks(simulate_labels(rng.integers(0, 3, size=3000), conf, 4, rng), n_chunks=2)
+    second = pd.concat([second, pd.DataFrame({"task": [0, 1], "worker": ["newcomer"] * 2, "label": [0, 1]})])
+    agg = BILA(3, seed=0, shrink_to="worker", shrinkage=10.0).partial_fit(first)
+    enc = agg._encode(second, grow=True)
+    shares = vote_shares(enc, 3)
+    pooled = agg._shrink_target(enc, shares)
+    centres = agg._worker_targets(enc, shares, pooled, 10.0)
+    codes = list(agg.workers_)
+    expert, newcomer, average = codes.index(0), codes.index("newcomer"), codes.index(5)
+    torch.testing.assert_close(centres.sum(dim=2), torch.ones(len(codes), 3))
+    diag = torch.diagonal(centres, dim1=1, dim2=2)
+    assert (diag[expert] > torch.diagonal(pooled) + 0.1).all()
+    assert (diag[newcomer] - torch.diagonal(pooled)).abs().max() < 2 / (2 + 10) * 0.4   # its share of the evidence
+    assert (diag[expert] > diag[average]).all()
+
+
+def test_bila_worker_centre_beats_the_pooled_centre_on_one_coin_workers_with_tens_of_labels():
+    """One-coin workers of spread accuracy with tens of labels each: one accuracy per worker is the right amount of
+    model. Centring each worker's prior on its own accuracy is worth more than a point over the crowd's centre."""
+    from fedkd.data.crowd_regimes import simulate_regime
+
+    crowd = simulate_regime("one_coin", seed=1)
+    chunks = chunk_tasks(crowd.labels, n_chunks=10)
+    scores = {to: gold_accuracy(pd.concat(predict_online(BILA(crowd.n_classes, seed=0, shrink_to=to), chunks)),
+                                crowd.gold)[0] for to in ("pooled", "worker")}
+    assert scores["worker"] > scores["pooled"] + 0.005
