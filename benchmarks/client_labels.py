@@ -5,8 +5,9 @@ is rare *on that client* are the ones its model most easily gets wrong, and an e
 client's most frequent class is systematic, so a network trained on it cannot average it out the way it does
 with errors spread over every class. For each cell (annotator pool kind x Dirichlet ``alpha`` x annotator
 noise x seed) and each way of cleaning (``benchmarks/federated.py``'s ``CLEANINGS``: ``mv``, ``ds``,
-``bila`` as the shipped configs run it, without its log class prior and with Adam steps, and ``bila-prior``,
-the same with the prior, BILA's default outside federations) this runs exactly the clients' online ingestion
+``bila`` as the shipped configs run it, without its log class prior and with Adam steps, ``bila-prior``,
+the same with the prior, BILA's default outside federations, and ``bila-worker``, the same as ``bila`` with the
+shrinkage centre of BILA's default) this runs exactly the clients' online ingestion
 (``fedkd.federation.local.ingest_labels``, every chunk once) on the shared default federation of
 ``simulations/fed_avg.toml`` and reports, pooled over the clients:
 

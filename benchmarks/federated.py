@@ -39,7 +39,8 @@ NOISE = {"low": [0.1, 0.2], "high": [0.4, 0.5]}
 #: shipped configs' setting (no log class prior, Adam steps instead of the default closed-form ones: see
 #: simulations/fed_avg.toml); ``bila-prior`` adds BILA's log class prior back (its default outside federations),
 #: which on skewed clients pushes rare-class items onto each client's frequent classes
-#: (``benchmarks/client_labels.py``).
+#: (``benchmarks/client_labels.py``); ``bila-worker`` takes the shrinkage centre and ceiling of BILA's default
+#: (the per-worker centre, 50) instead of the clients' pooled centre and ceiling of 10.
 CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
     "mv": ("mv", {}),
     "ds": ("ds", {}),
@@ -47,6 +48,7 @@ CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
                       "shrink_to": "pooled", "shrinkage": 10.0}),
     "bila-prior": ("bila", {"log_prior": True, "m_step": False, "shrink_rule": "moments",
                             "shrink_to": "pooled", "shrinkage": 10.0}),
+    "bila-worker": ("bila", {"log_prior": False, "m_step": False, "shrink_rule": "moments"}),
 }
 #: the clients' combined answer under each query strategy: the same clients, but feddf asks for probabilities
 ENSEMBLE = {"feddf": "ensemble, proba answers", "fedtandem": "ensemble, label answers",
