@@ -52,7 +52,8 @@ class BILAConfig:
     ceiling; ``agreement`` recovers the spread of simulated one-coin crowds to within 10-20 %. The
     per-worker centre with the ceiling of 50 the protocol chose with it gained 1.1 points on one-coin crowds, 3.4
     on ten_class_small and 1.1 on web over the previous default (the pooled centre, ceiling 10), which judged a
-    worker known from tens of labels as the average worker in every row it had few labels in.
+    worker known from tens of labels as the average worker in every row it had few labels in; it lost 1.1 on
+    dog, 0.9 on imbalanced and 0.6 on bluebird (``benchmarks/results/crowd_aggregation.md``).
     ``m_step``: set the chunk's confusions in closed form from the posteriors at every step instead of by
     Adam: the variational-Bayes expectation of the log confusions under their Dirichlet posterior, which
     weighs a worker known from a few labels less (with the log of the posterior mean instead it was measured
@@ -100,7 +101,8 @@ class BILA(Aggregator):
     chunks (streaming variational Bayes: the posterior after chunk t is the prior of chunk t+1, so old
     chunks are summarised, never revisited; ``memory=False`` drops the term), ``P`` is the crowd's pooled
     confusion (row-stochastic: the expected counts of all workers so far plus this chunk's majority-vote
-    counts) and ``s`` the shrinkage strength in pseudo-labels per row (hierarchical / empirical Bayes:
+    counts; with ``shrink_to="worker"`` each worker's own ``P_k``, that confusion moved to the worker's
+    shrunk accuracy) and ``s`` the shrinkage strength in pseudo-labels per row (hierarchical / empirical Bayes:
     a worker's matrix is pulled towards the average worker's until its own counts outweigh ``s``), and
     ``prior`` is the class frequencies of the chunk: the sum of its posteriors q (majority-vote shares
     before the first step), re-estimated at every step, plus the kept class counts of earlier chunks and
