@@ -16,7 +16,8 @@ It also records which framing AEDM's adaptation (``aedm.adapt_queries``) picks f
 alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two prior seeds), and with
 ``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
 (``adapted``: ``aedm.adapt_queries = 1536``, ``aedm.learn_plain``) and with the framing fixed as before
-(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), and with ``--variants tandemgan``
+(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), with ``--variants selected`` with
+``aedm.select_from = 4``, and with ``--variants tandemgan``
 ``simulations/tandemgan_mnist.toml`` as shipped, for every teacher (``teacher_panel_distill.csv``: the final
 student, its ratio to the teacher, the answer histogram and the run's time). Runs are kept under
 ``--runs`` and a finished one is read back, not run again.
@@ -123,11 +124,13 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
 
 
 #: ``--distill``'s variants, each a config and its overrides: ``simulations/aedm_mnist.toml`` as shipped
-#: (``adapted``) and with the framing fixed as before (``fixed``), and ``simulations/tandemgan_mnist.toml`` as
-#: shipped (``tandemgan``).
+#: (``adapted``), with the framing fixed as before (``fixed``) and with each query selected from four decoded
+#: images towards the classes the teacher has named least (``selected``), and ``simulations/tandemgan_mnist.toml``
+#: as shipped (``tandemgan``).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fixed": ("aedm_mnist.toml", {"aedm.adapt_queries": 0, "aedm.learn_plain": False}),
     "adapted": ("aedm_mnist.toml", {}),
+    "selected": ("aedm_mnist.toml", {"aedm.select_from": 4}),
     "tandemgan": ("tandemgan_mnist.toml", {}),
 }
 

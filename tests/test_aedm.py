@@ -82,6 +82,8 @@ def test_config_is_checked() -> None:
         AEDMConfig(sampling_steps=2, grad_last_k=3).validate()
     with pytest.raises(ConfigError, match="aedm.steer_lr"):
         AEDMConfig(steer_lr=0).validate()
+    with pytest.raises(ConfigError, match="aedm.select_from must be >= 1, got 0"):
+        AEDMConfig(select_from=0).validate()
 
 
 def test_queries_fill_a_centred_box_on_background() -> None:
@@ -163,14 +165,14 @@ def test_adaptation_tries_every_candidate_then_keeps_the_one_the_teacher_reads_m
     assert sorted(totals) == [128] * 11 + [128 + 1_024] and totals[aedm.current] == 128 + 1_024
 
 
-def test_an_adapting_run_resumes_exactly(tmp_path) -> None:
+def test_an_adapting_selecting_run_resumes_exactly(tmp_path) -> None:
     import pandas as pd
 
     import fedkd
 
     config = ROOT / "simulations" / "aedm_mnist.toml"
     overrides = {"distill.budget": 1_920, "distill.eval_every": 640, "distill.checkpoint_every": 640,
-                 "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1}
+                 "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1, "aedm.select_from": 2}
     complete = fedkd.run(config, overrides=overrides, out=tmp_path / "complete")
     crashed = shutil.copytree(tmp_path / "complete", tmp_path / "crashed")
     latest = sorted((crashed / "checkpoints").glob("ckpt-*.json"))[-1]  # back to mid-probing (1,280 queries)
@@ -198,3 +200,33 @@ def test_learning_in_the_plain_framing_asks_the_adapted_queries_and_stores_the_p
     batch, _ = adapted.learn(student, proposal, torch.zeros(8, dtype=torch.long), lambda n: (proposal.seen[:n],
                                                                                              torch.zeros(n)))
     torch.testing.assert_close(batch[:8], expected.queries)
+
+
+class InkStudent(torch.nn.Module):
+    """Class 1 for images with more ink than ``threshold``, else class 0."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ink = (x + 1).mean(dim=(1, 2, 3))
+        return torch.stack([self.threshold - ink, ink - self.threshold], dim=1)
+
+
+def test_selection_asks_for_the_class_the_teacher_has_named_least_at_the_same_cost(prior) -> None:
+    """The teacher has answered class 0 a thousand times and class 1 never: of four decoded images per query, the
+    batch keeps those the student reads as class 1, where plain samples are half and half; still 64 queries."""
+    source = AEDM(AEDMConfig(steer=False, **FAST), prior, 28, seed=5)
+    ink = (source.propose(build_classifier("lenet5", 1, 28, 10), 256, "label").queries + 1).mean(dim=(1, 2, 3))
+    student = InkStudent(float(ink.median()))
+    plain = AEDM(AEDMConfig(steer=False, **FAST), prior, 28, seed=0)
+    selecting = AEDM(AEDMConfig(steer=False, select_from=4, **FAST), prior, 28, seed=0)
+    for source in (plain, selecting):
+        source.answers[0].add(torch.zeros(1_000, dtype=torch.long))
+    shares = {}
+    for name, source in (("plain", plain), ("selecting", selecting)):
+        proposal = source.propose(student, 64, "label")
+        assert len(proposal.queries) == proposal.keep == 64
+        shares[name] = float(student(proposal.queries).argmax(dim=1).float().mean())
+    assert 0.3 < shares["plain"] < 0.7 and shares["selecting"] > 0.9

@@ -40,6 +40,13 @@ on the teacher's own inputs, laid out as ``query_box`` says, so with ``learn_pla
 same decoded image in that plain framing (``Proposal.seen``), which did better than learning the adapted
 framing on the teachers that needed another framing.
 
+**Selecting towards classes the teacher rarely names** (``select_from`` > 1, plain samples only). A teacher may
+answer most prior images with a few classes, and every further answer of those classes teaches little. After the
+framing is chosen, each batch is drawn from ``select_from`` times as many decoded images: the student (free to
+ask) predicts each one's class, and the batch is sampled without replacement with weights ``1 / (1 + n_c)``,
+``n_c`` the number of answers of the predicted class so far. Only the kept images are asked, so the budget is
+unchanged; decoding costs ``select_from`` times more.
+
 Each batch costs exactly ``B`` queries; the loop must take no fresh student batches
 (``distill.student_steps = 0``), because its batches would not reach the memory.
 
@@ -100,7 +107,8 @@ class AEDMConfig:
     transform (see the module docstring); it is rounded up to whole batches. ``learn_plain`` has the student
     learn each answer on the same prior image in the plain ``query_box`` framing, not in the framing the teacher
     was asked in. ``mixup`` blends pairs of stored queries and their answers' losses in the store stage
-    (``fedkd.distill.store.StoreTraining``).
+    (``fedkd.distill.store.StoreTraining``). ``select_from`` (1: off) is how many decoded images each kept
+    query is selected from, towards the classes the teacher has answered least (see the module docstring).
     """
 
     section: ClassVar[str] = "aedm"
@@ -125,9 +133,10 @@ class AEDMConfig:
     adapt_queries: int = 0
     learn_plain: bool = False
     mixup: bool = False
+    select_from: int = 1
 
     def validate(self) -> None:
-        for name in ("sampling_steps", "steer_steps", "offline_batch_size"):
+        for name in ("sampling_steps", "steer_steps", "offline_batch_size", "select_from"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "offline_max_steps",
@@ -203,6 +212,7 @@ class AEDM:
         self.config, self.prior, self.image_size = config, prior.to(device), image_size
         self.device, self.precision = device, precision
         self.rng = torch_generator(seed, "aedm", "noise", device=device)
+        self.select_rng = torch_generator(seed, "aedm", "select")
         self.seconds = {"steer": 0.0}
         self.transforms = (candidates(config.query_box, image_size) if config.adapt_queries
                            else [QueryTransform(box=config.query_box)])
@@ -229,7 +239,12 @@ class AEDM:
             self.current = self.choice
         self.proposed += 1
         start = time.perf_counter()
-        small = self.steered(student, batch_size) if self.config.steer else self.decode(self.noise(batch_size))
+        if self.config.steer:
+            small = self.steered(student, batch_size)
+        elif self.config.select_from > 1 and self.choice >= 0:
+            small = self.selected(student, batch_size)
+        else:
+            small = self.decode(self.noise(batch_size))
         x = self.framed(small)
         seen = self.seen(small, x)
         self.seconds["steer"] += time.perf_counter() - start
@@ -283,6 +298,23 @@ class AEDM:
             return self.transforms[0](small, self.image_size)
         return self.framed(small) if framed is None else framed
 
+    def selected(self, student: nn.Module, n: int) -> torch.Tensor:
+        """``n`` of ``select_from * n`` decoded images, sampled without replacement with weights ``1 / (1 + n_c)``,
+        ``c`` the class the student predicts for the image and ``n_c`` the teacher's answers of that class so far
+        (in the chosen framing)."""
+        candidates = self.decode(self.noise(self.config.select_from * n))
+        was_training = student.training
+        student.eval()
+        with torch.no_grad(), autocast(self.precision, self.device):
+            predicted = student(self.seen(candidates)).argmax(dim=1).cpu()
+        student.train(was_training)
+        answered = self.answers[self.current].counts
+        counts = torch.zeros(int(max(len(answered), int(predicted.max()) + 1)), dtype=torch.float64)
+        counts[:len(answered)] = answered.double()
+        weights = 1.0 / (1.0 + counts[predicted])
+        keep = torch.multinomial(weights, n, replacement=False, generator=self.select_rng)
+        return candidates[keep.to(candidates.device)]
+
     def steered(self, student: nn.Module, n: int) -> torch.Tensor:
         """``n`` decoded images whose noise was moved to where ``student`` is most unsure (step 1)."""
         cfg = self.config
@@ -311,11 +343,14 @@ class AEDM:
         return self.seen(self.decode(self.noise(n)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.get_state(), "seconds": dict(self.seconds), "proposed": self.proposed,
+        return {"rng": self.rng.get_state(), "select_rng": self.select_rng.get_state(),
+                "seconds": dict(self.seconds), "proposed": self.proposed,
                 "current": self.current, "choice": self.choice, "answers": [h.state_dict() for h in self.answers]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.set_state(state["rng"])
+        if "select_rng" in state:  # checkpoints written before selection existed never drew from it
+            self.select_rng.set_state(state["select_rng"])
         self.seconds = dict(state["seconds"])
         self.proposed, self.current, self.choice = state["proposed"], state["current"], state["choice"]
         for histogram, saved in zip(self.answers, state["answers"], strict=True):
