@@ -177,7 +177,9 @@ def fed_aedm_levers() -> str:
                  "steer": "steered towards the student's uncertainty (the default before)",
                  "steer+combine-ds": "steered, Dawid-Skene combination (online from round 1)",
                  "steer+client-agreement": "steered, clients cleaning with BILA's agreement strength rule",
-                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)"}
+                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
+                 "select-4": "each query chosen from four decoded images towards the classes the combined answers "
+                             "name least (`aedm.select_from = 4`)"}
     fedaedm = runs.query("strategy == 'fedaedm'")
     tags = [t for t in described if t in set(fedaedm["tag"])] + sorted(set(fedaedm["tag"]) - set(described))
     rows = []
