@@ -130,6 +130,12 @@ def oneshot() -> str:
                  ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r"], rows)
 
 
+#: AEDM levers measured under both the one-shot and the multi-round protocol, by their benchmark tag.
+AEDM_LEVERS = {"mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
+               "select-4": "each query chosen from four decoded images towards the classes the combined answers "
+                           "name least (`aedm.select_from = 4`)"}
+
+
 @block("oneshot_levers")
 def oneshot_levers() -> str:
     """Every lever measured in one round (``oneshot.csv`` tags), beside the shipped setting of the same clients."""
@@ -144,13 +150,11 @@ def oneshot_levers() -> str:
                  "combine-class_aware": "class-aware combination",
                  "plain+combine-class_aware": "plain prior samples, class-aware combination",
                  "combine-mv": "majority-vote combination (the combined answer is then a vote too)",
-                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
                  "budget-60k": "three times the queries (60k, in four waves of 15k)",
                  "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)",
                  "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
                  "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)",
-                 "select-4": "each query chosen from four decoded images towards the classes the combined answers "
-                             "name least (`aedm.select_from = 4`)"}
+                 **AEDM_LEVERS}
     rows = []
     for (federation, strategy, mode), cell in runs.groupby(["federation", "strategy", "mode"], sort=True):
         tags = ["default", *[t for t in described if t in set(cell["tag"])]]
@@ -177,9 +181,7 @@ def fed_aedm_levers() -> str:
                  "steer": "steered towards the student's uncertainty (the default before)",
                  "steer+combine-ds": "steered, Dawid-Skene combination (online from round 1)",
                  "steer+client-agreement": "steered, clients cleaning with BILA's agreement strength rule",
-                 "mixup": "mixup of stored queries and their answers in the store stage (`aedm.mixup`)",
-                 "select-4": "each query chosen from four decoded images towards the classes the combined answers "
-                             "name least (`aedm.select_from = 4`)"}
+                 **AEDM_LEVERS}
     fedaedm = runs.query("strategy == 'fedaedm'")
     tags = [t for t in described if t in set(fedaedm["tag"])] + sorted(set(fedaedm["tag"]) - set(described))
     rows = []
