@@ -8,11 +8,14 @@ import pytest
 import torch
 
 from fedkd.data import DATASETS, ImageDataset, datasets, load_dataset, register_dataset
+from fedkd.data import font_digits
+from fedkd.data.font_digits import render_font_digits
 from fedkd.data.local_files import read_idx
 from fedkd.errors import ConfigError, DataError
 
 
-@pytest.mark.parametrize("name, size, count", [("digits", 8, 1797), ("digits28", 28, 1797), ("mnist5k", 28, 5000)])
+@pytest.mark.parametrize("name, size, count", [("digits", 8, 1797), ("digits28", 28, 1797), ("mnist5k", 28, 5000),
+                                               ("fonts16", 16, 21 * 10 * datasets.FONT_COPIES)])
 def test_builtin_sets_follow_the_image_convention(name, size, count):
     ds = load_dataset(name)
     assert ds.x.shape == (count, 1, size, size) and ds.x.dtype == np.float32
@@ -28,6 +31,29 @@ def test_mnist5k_has_500_real_images_per_class():
     # A real digit is mostly background (-1) with some ink; noise or a blank image would not be.
     background = (ds.x == -1.0).mean()
     assert 0.7 < background < 0.95
+
+
+def test_font_digits_are_balanced_varied_and_the_same_on_every_draw():
+    ds = load_dataset("fonts16")
+    assert np.bincount(ds.y).tolist() == [21 * datasets.FONT_COPIES] * 10
+    again, _ = render_font_digits(16, per_font=datasets.FONT_COPIES, seed=0)
+    np.testing.assert_array_equal(again, ds.x)
+    other, _ = render_font_digits(16, per_font=datasets.FONT_COPIES, seed=1)
+    assert not np.array_equal(other, ds.x)
+    # The copies of one glyph differ (the variations act), and each fills the frame along its longer side.
+    first_font_zero = ds.x[:datasets.FONT_COPIES, 0]
+    assert len({im.tobytes() for im in first_font_zero}) == datasets.FONT_COPIES
+    ink = ds.x[:, 0] > -0.9
+    spans = np.maximum(ink.any(axis=1).sum(axis=1), ink.any(axis=2).sum(axis=1))
+    assert spans.min() >= 15
+    # Sharp strokes: most ink pixels are near full intensity, unlike an upsampled 8x8 scan.
+    assert np.mean(ds.x[ds.x > -0.9] > 0.5) > 0.5
+
+
+def test_font_digits_refuse_a_matplotlib_without_the_fonts(monkeypatch, tmp_path):
+    monkeypatch.setattr(font_digits, "font_dir", lambda: tmp_path)
+    with pytest.raises(DataError, match="DejaVuSans.ttf.*reinstall matplotlib"):
+        render_font_digits(16, per_font=1)
 
 
 def test_digits28_is_a_bilinear_upsampling_of_digits():
