@@ -145,8 +145,8 @@ def markdown(summary: pd.DataFrame) -> str:
         "Black-box distillation of a LeNet-5 teacher into a LeNet-5 student at the query budget in the table, "
         "over the seeds in the last column (mean ± std). `method/mode`: `label` = the teacher answers class "
         "indices only, `proba` = probabilities. `real/label` is the reference with real unlabeled images from "
-        "the teacher's training split. `aedm` steers the shipped digits diffusion prior's noise towards the "
-        "student's uncertainty, `aedm-plain` queries plain prior samples (`simulations/aedm_mnist.toml`). "
+        "the teacher's training split. `aedm` steers the noise of the config's diffusion prior (`aedm.prior`) "
+        "towards the student's uncertainty, `aedm-plain` queries plain prior samples (`simulations/aedm_mnist.toml`). "
         "Shared 2-core machine, one thread per run; time is the distillation loop's (evaluation and start-up "
         "not counted).",
         "",

@@ -1,26 +1,26 @@
 """How each teacher of the panel reads AEDM's queries: accuracy and answer collapse, no distillation.
 
-AEDM asks the teacher about images its prior decodes (the public UCI digits, 8x8 scans, drawn into a 20x20 box of
-the 28x28 frame: ``aedm.query_box``). Whether those answers teach anything depends on the teacher: if it reads
-the queries as one class, no steering or training can help. For every teacher under ``teachers/`` of the
-dataset, this measures, on the framed public digits (whose labels are known) and on samples of the shipped prior
-``pretrained/prior-digits`` (``aedm.sampling_steps`` of ``simulations/aedm_mnist.toml``; no labels), for each of
-a few simple query transforms (``fedkd.distill.transforms``: stroke thickening, blur, contrast, other boxes,
-position jitter):
+AEDM asks the teacher about images its prior decodes, drawn into a 20x20 box of the 28x28 frame
+(``aedm.query_box``). Whether those answers teach anything depends on the teacher: if it reads the queries as one
+class, no steering or training can help. For every teacher under ``teachers/`` of the dataset, this measures, on
+two public digit sets whose labels are known (the UCI digits, 8x8 scans, which the earlier prior
+``pretrained/prior-digits`` learnt; the font digits ``fonts16``, which the shipped prior ``pretrained/prior-fonts16``
+learnt) and on samples of the shipped prior (``aedm.sampling_steps`` of ``simulations/aedm_mnist.toml``; no
+labels), for each of a few simple query transforms (``fedkd.distill.transforms``: stroke thickening, blur,
+contrast, other boxes, position jitter):
 
-* ``accuracy``: the teacher's answers against the digits' labels (public digits only);
+* ``accuracy``: the teacher's answers against the digits' labels (public digit sets only);
 * ``top_share``: the share of the answers naming the most frequent class;
 * ``entropy``: the answer histogram's entropy in nats (``fedkd.distill.histogram``; log 10 = 2.303 is even).
 
 It also records which framing AEDM's adaptation (``aedm.adapt_queries``) picks for each teacher from its answers
 alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two prior seeds), and with
 ``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
-(``adapted``: ``aedm.adapt_queries = 1536``, ``aedm.learn_plain``) and with the framing fixed as before
-(``fixed``: ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``), with ``--variants selected`` with
-``aedm.select_from = 4``, and with ``--variants tandemgan``
-``simulations/tandemgan_mnist.toml`` as shipped, for every teacher (``teacher_panel_distill.csv``: the final
-student, its ratio to the teacher, the answer histogram and the run's time). Runs are kept under
-``--runs`` and a finished one is read back, not run again.
+(``fonts``), with the earlier digits prior (``adapted``: the framing adapted as shipped; ``fixed``:
+``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``; ``selected``: ``aedm.select_from = 4``), and with
+``--variants tandemgan`` ``simulations/tandemgan_mnist.toml`` as shipped, for every teacher
+(``teacher_panel_distill.csv``: the final student, its ratio to the teacher, the answer histogram and the run's
+time). Runs are kept under ``--runs`` and a finished one is read back, not run again.
 
     python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
@@ -74,8 +74,8 @@ def measure(dataset: str, teachers: list[Path], n_prior: int, seed: int) -> pd.D
     from fedkd.teachers import load_teacher, teacher_splits
     from fedkd.train import predict_logits
 
-    digits_x, digits_y = load_dataset("digits").tensors()
-    sources = {"public_digits": (digits_x, digits_y), "prior": (prior_samples(n_prior, seed), None)}
+    sources = {"public_digits": load_dataset("digits").tensors(), "font_digits": load_dataset("fonts16").tensors(),
+               "prior": (prior_samples(n_prior, seed), None)}
     rows = []
     for path in teachers:
         teacher = load_teacher(path, dataset=dataset)
@@ -127,11 +127,12 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
 DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aedm.prior_dataset": "digits"}
 
 #: ``--distill``'s variants, each a config and its overrides: ``simulations/aedm_mnist.toml`` as shipped
-#: (``fonts``: the font digits' 16x16 prior), and with the UCI digits' prior, framing adapted as shipped with it
+#: (``fonts``: the font digits' 16x16 prior; ``fonts-steps8`` decodes with 8 DDIM steps, not 4), and with the UCI digits' prior, framing adapted as shipped with it
 #: (``adapted``), fixed (``fixed``) and with each query selected from four decoded images towards the classes the
 #: teacher has named least (``selected``); ``simulations/tandemgan_mnist.toml`` as shipped (``tandemgan``).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts": ("aedm_mnist.toml", {}),
+    "fonts-steps8": ("aedm_mnist.toml", {"aedm.sampling_steps": 8}),
     "fixed": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
     "adapted": ("aedm_mnist.toml", DIGITS_PRIOR),
     "selected": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.select_from": 4}),
