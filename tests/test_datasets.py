@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedkd.data import DATASETS, ImageDataset, datasets, load_dataset, register_dataset
-from fedkd.data import font_digits
+from fedkd.data import DATASETS, ImageDataset, datasets, font_digits, load_dataset, register_dataset
 from fedkd.data.font_digits import render_font_digits
 from fedkd.data.local_files import read_idx
 from fedkd.errors import ConfigError, DataError

