@@ -607,7 +607,7 @@ def teacher_panel() -> str:
         spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
         return f"{values.mean():.3f}{spread} ({len(values)})"
 
-    rows, met, met_digits = [], [], []
+    rows = []
     for teacher, group in runs.groupby("teacher", sort=False):
         shipped, tandem = (group[group["variant"] == v] for v in ("fonts", "tandemgan"))
         picked = choice[choice["teacher"] == teacher].sort_values("seed")["chosen"]
@@ -615,15 +615,15 @@ def teacher_panel() -> str:
                      cell(shipped["test_acc"]), cell(shipped["ratio"]),
                      *(cell(group[group["variant"] == v]["ratio"]) for v in PANEL_RATIO_COLUMNS),
                      cell(tandem["test_acc"]), cell(tandem["ratio"])])
-        met.append(shipped["ratio"].mean() >= 0.9)
-        met_digits.append(group[group["variant"] == "adapted"]["ratio"].mean() >= 0.9)
     header = ["teacher", "teacher acc", "framing kept (seed 0 / 1)", "AEDM: student (seeds)", "AEDM: ratio",
               *PANEL_RATIO_COLUMNS.values(), "TandemGAN: student (seeds)", "TandemGAN: ratio"]
-    fonts = runs[runs["variant"] == "fonts"].groupby("teacher")["ratio"].mean()
+    per_teacher = runs.pivot_table(index="teacher", columns="variant", values="ratio").reindex(
+        columns=["fonts", "adapted"])
+    fonts, met = per_teacher["fonts"], (per_teacher >= 0.9).sum()
     return table(header, ["l", "r", "l", *"r" * (len(header) - 3)], rows) + "\n" + prose(
-        f"The target of 0.9 of the teacher's accuracy is met on {sum(met)} of {len(met)} teachers with the shipped "
-        f"config (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, `{fonts.idxmin()}`), "
-        f"against {sum(met_digits)} with the digits prior it replaced.", steps_sentence(runs),
+        f"The target of 0.9 of the teacher's accuracy is met on {met['fonts']} of {len(per_teacher)} teachers with "
+        f"the shipped config (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
+        f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
         selection_sentence(runs), tandemgan_sentence(runs))
 
 
@@ -633,35 +633,37 @@ PANEL_RATIO_COLUMNS = {"fonts-steps4": "4 DDIM steps: ratio", "adapted": "digits
                        "fixed": "digits prior, fixed framing: ratio", "selected": "digits prior, selection: ratio"}
 
 
+def paired_ratios(runs: pd.DataFrame, variant: str, baseline: str) -> tuple[pd.DataFrame, str]:
+    """The two variants' ratios on the (teacher, seed) runs where both ran, and the clause that compares them there
+    (how many runs ``variant`` is higher and lower on, and both means)."""
+    pair = [variant, baseline]
+    both = runs[runs["variant"].isin(pair)].pivot_table(
+        index=["teacher", "seed"], columns="variant", values="ratio").reindex(columns=pair).dropna()
+    gain = both[variant] - both[baseline]
+    return both, (f"on the {len(both)} (teacher, seed) runs where both ran: higher on {int((gain > 0).sum())}, lower "
+                  f"on {int((gain < 0).sum())}, mean ratio {both[variant].mean():.3f} against "
+                  f"{both[baseline].mean():.3f}")
+
+
 def steps_sentence(runs: pd.DataFrame) -> str:
     """The font prior decoded with the shipped 8 DDIM steps against 4, on the (teacher, seed) pairs where both ran."""
-    variants = ["fonts", "fonts-steps4"]
-    both = runs[runs["variant"].isin(variants)].pivot_table(
-        index=["teacher", "seed"], columns="variant", values="ratio").reindex(columns=variants).dropna()
+    both, comparison = paired_ratios(runs, "fonts", "fonts-steps4")
     if both.empty:
         return "The font prior was not run with 4 DDIM steps."
-    gain = both["fonts"] - both["fonts-steps4"]
-    return (f"Decoding with 8 DDIM steps (shipped) against 4, on the {len(both)} (teacher, seed) runs where both "
-            f"ran: higher on {int((gain > 0).sum())}, lower on {int((gain < 0).sum())}, mean ratio "
-            f"{both['fonts'].mean():.3f} against {both['fonts-steps4'].mean():.3f}.")
+    return f"Decoding with 8 DDIM steps (shipped) against 4, {comparison}."
 
 
 def selection_sentence(runs: pd.DataFrame) -> str:
     """How selecting queries towards the classes the teacher has named least compares with the framing adapted alone
     (both with the digits prior), on the (teacher, seed) pairs where both ran."""
-    both = runs[runs["variant"].isin(["adapted", "selected"])].pivot_table(
-        index=["teacher", "seed"], columns="variant", values="ratio").reindex(columns=["adapted", "selected"]).dropna()
+    both, comparison = paired_ratios(runs, "selected", "adapted")
     if both.empty:
         return "Selection (`aedm.select_from`) was not run on the panel."
-    gain = both["selected"] - both["adapted"]
     per_teacher = both.groupby("teacher").mean()
     return (f"With the digits prior, selecting each query from four decoded images towards the classes the teacher "
-            f"has named least (`--set aedm.select_from=4`, same budget) against the framing adapted alone, on the "
-            f"{len(both)} (teacher, seed) runs where both ran: higher on {int((gain > 0).sum())}, lower on "
-            f"{int((gain < 0).sum())}, mean "
-            f"ratio {both['selected'].mean():.3f} against {both['adapted'].mean():.3f}; 0.9 of the teacher on "
-            f"{int((per_teacher['selected'] >= 0.9).sum())} of {len(per_teacher)} teachers (mean over seeds) "
-            f"against {int((per_teacher['adapted'] >= 0.9).sum())}.")
+            f"has named least (`--set aedm.select_from=4`, same budget) against the framing adapted alone, "
+            f"{comparison}; 0.9 of the teacher on {int((per_teacher['selected'] >= 0.9).sum())} of "
+            f"{len(per_teacher)} teachers (mean over seeds) against {int((per_teacher['adapted'] >= 0.9).sum())}.")
 
 
 def tandemgan_sentence(runs: pd.DataFrame) -> str:

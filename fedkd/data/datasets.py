@@ -161,7 +161,7 @@ def _fonts16() -> ImageDataset:
     from fedkd.data.font_digits import render_font_digits
 
     images, labels = render_font_digits(16, per_font=FONT_COPIES, seed=0)
-    return _read_only(ImageDataset(images.astype(np.float32), labels, 10, "fonts16"))
+    return _read_only(ImageDataset(images, labels, 10, "fonts16"))
 
 
 def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
