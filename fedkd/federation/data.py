@@ -57,16 +57,11 @@ def client_data(cfg: ExperimentConfig, partition_id: int) -> ClientData:
 
 
 def _data_key(cfg: ExperimentConfig) -> str:
-    """The config parts that decide the data, as a hashable cache key."""
-    return json.dumps(
-        {
-            "seed": cfg.run.seed,
-            "data": cfg.to_dict()["data"],
-            "federation": cfg.to_dict()["federation"],
-            "crowd": cfg.to_dict()["crowd"],
-        },
-        sort_keys=True,
-    )
+    """The config parts that decide the data, as a hashable cache key (the config turned into a dict once: it is
+    asked for on every client message)."""
+    sections = cfg.to_dict()
+    return json.dumps({"seed": cfg.run.seed, **{name: sections[name] for name in ("data", "federation", "crowd")}},
+                      sort_keys=True)
 
 
 @lru_cache(maxsize=4)
