@@ -614,9 +614,11 @@ def teacher_panel() -> str:
         rows.append([f"`{teacher}`", f"{group['teacher_acc'].iloc[0]:.3f}", " / ".join(picked) or "–",
                      cell(shipped["test_acc"]), cell(shipped["ratio"]),
                      *(cell(group[group["variant"] == v]["ratio"]) for v in PANEL_RATIO_COLUMNS),
-                     cell(tandem["test_acc"]), cell(tandem["ratio"])])
+                     cell(tandem["test_acc"]), cell(tandem["ratio"]),
+                     cell(group[group["variant"] == "tandemgan-strokes"]["ratio"])])
     header = ["teacher", "teacher acc", "framing kept (seed 0 / 1)", "AEDM: student (seeds)", "AEDM: ratio",
-              *PANEL_RATIO_COLUMNS.values(), "TandemGAN: student (seeds)", "TandemGAN: ratio"]
+              *PANEL_RATIO_COLUMNS.values(), "TandemGAN: student (seeds)", "TandemGAN: ratio",
+              "TandemGAN, stroke body: ratio"]
     per_teacher = runs.pivot_table(index="teacher", columns="variant", values="ratio").reindex(
         columns=["fonts", "adapted"])
     fonts, met = per_teacher["fonts"], (per_teacher >= 0.9).sum()
@@ -624,7 +626,7 @@ def teacher_panel() -> str:
         f"The target of 0.9 of the teacher's accuracy is met on {met['fonts']} of {len(per_teacher)} teachers with "
         f"the shipped config (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
         f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
-        selection_sentence(runs), tandemgan_sentence(runs))
+        selection_sentence(runs), tandemgan_sentence(runs), strokes_sentence(runs))
 
 
 #: The panel table's ratio-only columns: the font prior's other decoding, and the digits prior as shipped before
@@ -681,6 +683,15 @@ def tandemgan_sentence(runs: pd.DataFrame) -> str:
             f"{panel} teachers ({', '.join(f'`{t}`' for t in ratios.index)}; seed(s) {seeds}): "
             f"{ratios.min():.3f}-{ratios.max():.3f} of the teacher, at or above 0.9 on {int((ratios >= 0.9).sum())}, "
             f"and its student at chance (test accuracy at most 0.11) on {collapsed}{missing}.")
+
+
+def strokes_sentence(runs: pd.DataFrame) -> str:
+    """TandemGAN with the stroke body (``tandemgan.body = "strokes"``) against the shipped MLP body, where both ran."""
+    both, comparison = paired_ratios(runs, "tandemgan-strokes", "tandemgan")
+    if both.empty:
+        return "TandemGAN's stroke body was not run on the panel."
+    return (f"With the stroke body (`--set tandemgan.body=strokes`, not the default) against the shipped MLP body, "
+            f"{comparison}; at or above 0.9 on {int((both['tandemgan-strokes'] >= 0.9).sum())} of those runs.")
 
 
 # --- generative baselines ---------------------------------------------------------------------------------

@@ -42,13 +42,26 @@ def test_docstring_examples_run(module) -> None:
     assert doctest.testmod(module).failed == 0
 
 
-@pytest.mark.parametrize("body", ["mlp", "deconv"])
+@pytest.mark.parametrize("body", ["mlp", "deconv", "strokes"])
 @pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 32)])
 def test_generators_make_images_in_range(body: str, channels: int, size: int) -> None:
     g = TandemGenerator(nz=16, channels=channels, image_size=size, body=body, width=16)
     x = g(torch.randn(5, 16))
     assert x.shape == (5, channels, size, size)
     assert x.min() >= -1 and x.max() <= 1
+
+
+def test_stroke_body_draws_thin_light_strokes_on_a_dark_background_and_passes_gradients() -> None:
+    seed_torch(0, "test-strokes")
+    g = TandemGenerator(nz=16, channels=1, image_size=28, body="strokes", width=32)
+    x = g(torch.randn(64, 16))
+    ink = (x > 0).float().mean(dim=(1, 2, 3))
+    assert (ink > 0).all() and ink.mean() < 0.3  # every image has strokes, and most of each is background
+    assert (x[:, :, :2] < -0.9).all() and (x[:, :, :, -2:] < -0.9).all()  # the margins outside the box stay dark
+    h = torch.randn(2, 1, 28, 28)
+    assert torch.allclose(g.head(h), torch.tanh(h))  # the head starts as the identity: queries are the strokes
+    x.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.body.parameters())
 
 
 def test_unsupported_generator_shape_is_a_config_error() -> None:

@@ -34,7 +34,7 @@ class GeneratorSettings:
 
     section: ClassVar[str] = "generator"
     nz: int = 64
-    body: Literal["mlp", "deconv"] = "mlp"
+    body: Literal["mlp", "deconv", "strokes"] = "mlp"
     width: int = 256
     resolution: int = 7
     zo_directions: int = 1

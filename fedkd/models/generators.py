@@ -12,6 +12,10 @@ Two bodies, both for 1x28x28 and 3x32x32 images:
   every query passes through the generator, so it is what makes a million queries fit in minutes.
 * ``"deconv"``: DCGAN-style, a linear map to ``(4w, S/4, S/4)`` and two x2 transposed convolutions,
   ending in ``w`` feature maps, for natural images or a GPU.
+* ``"strokes"``: the MLP maps ``z`` to a few pen strokes (quadratic Bezier curves with their own width),
+  drawn light on a dark background inside the central 20/28 of the frame. For classifiers of written
+  characters: teachers with batch norm (ResNet-8, VGG-small) answer the MLP body's smooth grey images with
+  one class, where they answer strokes with all ten (see :class:`StrokeBody`).
 
 The head is one 3x3 convolution and ``tanh``: a local filter on the body's output, thin enough that
 exploitation refines the samples rather than replacing what exploration found.
@@ -29,8 +33,8 @@ from fedkd.errors import ConfigError
 
 #: Image shapes the generators produce: (channels, size) for MNIST-like and CIFAR-like data.
 SUPPORTED_SHAPES: tuple[tuple[int, int], ...] = ((1, 28), (3, 32))
-GeneratorBodyKind = Literal["mlp", "deconv"]
-BODIES: tuple[str, ...] = ("mlp", "deconv")
+GeneratorBodyKind = Literal["mlp", "deconv", "strokes"]
+BODIES: tuple[str, ...] = ("mlp", "deconv", "strokes")
 
 
 class MLPBody(nn.Module):
@@ -60,6 +64,57 @@ class MLPBody(nn.Module):
         return self.norm(h)
 
 
+class StrokeBody(nn.Module):
+    """``z (B, nz) -> (B, C, S, S)``: ``strokes`` pen strokes per image, drawn by a differentiable renderer.
+
+    The MLP of :class:`MLPBody` gives each stroke the three control points of a quadratic Bezier curve and a
+    width. The curve is sampled at ``points`` places; a pixel's ink is ``exp(-d^2 / 2 sigma^2)`` with ``d`` its
+    distance to the nearest sample, so strokes come out sharp, a few pixels wide (``sigma`` 0.55-1.4 px at
+    28x28), on a dark background, and the gradient reaches every control point. The control points stay inside
+    the central ``BOX`` of the frame, where MNIST-style formats put the character (a fact of the input format,
+    like ``aedm.query_box``; no data). The output is ``4 * ink - 2``, which the head's tanh maps to about
+    [-0.96, 0.96].
+
+    Why: on the teacher panel (``benchmarks/teacher_panel.py``), ResNet-8 and VGG-small teachers answer the
+    MLP body's first 2,000 images with one class (answer entropy 0.00-0.10 nats on three of four teachers),
+    and TandemGAN's student then stays at chance; they answer this body's with entropy 1.2-1.95.
+    """
+
+    BOX = 0.7  # the 20x20 box of a 28x28 frame, in the [-1, 1] coordinates of the image
+    SIGMA = (0.04, 0.10)  # stroke width range, in the same coordinates
+
+    def __init__(self, nz: int, channels: int, image_size: int, width: int, strokes: int = 3,
+                 points: int = 8) -> None:
+        super().__init__()
+        self.channels, self.image_size, self.strokes, self.points = channels, image_size, strokes, points
+        self.layers = nn.Sequential(
+            nn.Linear(nz, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
+            nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2),
+            nn.Linear(2 * width, strokes * 7),
+        )
+        axis = torch.linspace(-1, 1, image_size)
+        yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("grid", torch.stack([xx, yy], -1).view(-1, 2), persistent=False)
+        self.register_buffer("t", torch.linspace(0, 1, points).view(1, 1, points, 1), persistent=False)
+        self.out_channels = channels
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        n = len(z)
+        h = self.layers(z).view(n, self.strokes, 7)
+        control = self.BOX * torch.tanh(2 * h[:, :, :6]).view(n, self.strokes, 3, 1, 2)
+        low, high = self.SIGMA
+        sigma = low + (high - low) * torch.sigmoid(h[:, :, 6])
+        t = self.t
+        curve = (1 - t) ** 2 * control[:, :, 0] + 2 * (1 - t) * t * control[:, :, 1] + t**2 * control[:, :, 2]
+        samples = curve.reshape(n, self.strokes * self.points, 2)
+        d2 = (self.grid.pow(2).sum(-1).view(1, -1, 1) - 2 * self.grid @ samples.transpose(1, 2)
+              + samples.pow(2).sum(-1).unsqueeze(1)).clamp_min(0)
+        spread = (2 * sigma.pow(2)).repeat_interleave(self.points, dim=1).unsqueeze(1)
+        ink = torch.exp(-(d2 / spread).amin(dim=-1))
+        image = (4 * ink - 2).view(n, 1, self.image_size, self.image_size)
+        return image.expand(n, self.channels, self.image_size, self.image_size)
+
+
 class DeconvBody(nn.Module):
     """``z (B, nz) -> (B, width, S, S)``: a linear map to ``(4w, S/4, S/4)`` and two x2 transposed convolutions."""
 
@@ -81,11 +136,17 @@ class DeconvBody(nn.Module):
 
 
 class GeneratorHead(nn.Module):
-    """``features -> image in [-1, 1]``: one 3x3 convolution and tanh."""
+    """``features -> image in [-1, 1]``: one 3x3 convolution and tanh. With ``identity`` the convolution starts
+    as the identity (a body that already draws images, ``"strokes"``, keeps them until exploitation moves it)."""
 
-    def __init__(self, in_channels: int, channels: int) -> None:
+    def __init__(self, in_channels: int, channels: int, identity: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, channels, 3, padding=1)
+        if identity:
+            with torch.no_grad():
+                self.conv.weight.zero_()
+                self.conv.weight[:, :, 1, 1] = torch.eye(channels, in_channels)
+                self.conv.bias.zero_()
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.conv(h))
@@ -113,9 +174,14 @@ class TandemGenerator(nn.Module):
         if body not in BODIES:
             raise ConfigError(f"unknown generator body {body!r}; choose one of {BODIES}")
         self.nz = nz
-        self.body: MLPBody | DeconvBody = (MLPBody(nz, channels, image_size, width, resolution) if body == "mlp"
-                                           else DeconvBody(nz, image_size, width))
-        self.head = GeneratorHead(self.body.out_channels, channels)
+        self.body: MLPBody | DeconvBody | StrokeBody
+        if body == "mlp":
+            self.body = MLPBody(nz, channels, image_size, width, resolution)
+        elif body == "deconv":
+            self.body = DeconvBody(nz, image_size, width)
+        else:
+            self.body = StrokeBody(nz, channels, image_size, width)
+        self.head = GeneratorHead(self.body.out_channels, channels, identity=body == "strokes")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(z))
