@@ -38,6 +38,15 @@ GeneratorBodyKind = Literal["mlp", "deconv", "strokes"]
 BODIES: tuple[str, ...] = ("mlp", "deconv", "strokes")
 
 
+def latent_mlp(nz: int, width: int, out_features: int) -> nn.Sequential:
+    """``z -> width -> 2 * width -> out_features`` with batch norm: the MLP bodies' shared trunk."""
+    return nn.Sequential(
+        nn.Linear(nz, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
+        nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2),
+        nn.Linear(2 * width, out_features),
+    )
+
+
 class MLPBody(nn.Module):
     """``z (B, nz) -> (B, C, S, S)``: two hidden layers (``width``, ``2 * width``), a ``C x R x R`` pixel layer
     (``R = resolution``), bilinear upsampling to ``S`` and batch norm.
@@ -50,11 +59,7 @@ class MLPBody(nn.Module):
     def __init__(self, nz: int, channels: int, image_size: int, width: int, resolution: int) -> None:
         super().__init__()
         self.shape, self.image_size = (channels, resolution, resolution), image_size
-        self.layers = nn.Sequential(
-            nn.Linear(nz, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
-            nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2),
-            nn.Linear(2 * width, channels * resolution * resolution),
-        )
+        self.layers = latent_mlp(nz, width, channels * resolution * resolution)
         self.norm = nn.BatchNorm2d(channels)
         self.out_channels = channels
 
@@ -93,11 +98,7 @@ class StrokeBody(nn.Module):
                  points: int = 32) -> None:
         super().__init__()
         self.channels, self.image_size, self.strokes = channels, image_size, strokes
-        self.layers = nn.Sequential(
-            nn.Linear(nz, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
-            nn.Linear(width, 2 * width), nn.BatchNorm1d(2 * width), nn.LeakyReLU(0.2),
-            nn.Linear(2 * width, strokes * 7),
-        )
+        self.layers = latent_mlp(nz, width, strokes * 7)
         self.register_buffer("t", torch.linspace(0, 1, points).view(1, 1, points, 1), persistent=False)
         taps = torch.arange(5, dtype=torch.float32) - 2
         pen = torch.exp(-taps**2 / (2 * self.PEN_SIGMA**2))
@@ -105,11 +106,17 @@ class StrokeBody(nn.Module):
         self.out_channels = channels
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        n, size = len(z), self.image_size
-        h = self.layers(z).view(n, self.strokes, 7)
-        control = self.BOX * torch.tanh(2 * h[:, :, :6]).view(n, self.strokes, 3, 1, 2)
+        h = self.layers(z).view(len(z), self.strokes, 7)
+        control = self.BOX * torch.tanh(2 * h[:, :, :6]).view(len(z), self.strokes, 3, 1, 2)
         pressure = 0.5 + 0.5 * torch.sigmoid(h[:, :, 6:])
-        t = self.t
+        ink = self.draw(control, pressure)
+        image = torch.atanh((2 * ink - 1).clamp(-0.999, 0.999))
+        return image.expand(len(z), self.channels, self.image_size, self.image_size)
+
+    def draw(self, control: torch.Tensor, pressure: torch.Tensor) -> torch.Tensor:
+        """Ink in [0, 1), ``(n, 1, S, S)``, of the curves with ``control`` points ``(n, strokes, 3, 1, 2)`` in image
+        coordinates and ``pressure`` ``(n, strokes, 1)``."""
+        n, size, t = len(control), self.image_size, self.t
         curve = (1 - t) ** 2 * control[:, :, 0] + 2 * (1 - t) * t * control[:, :, 1] + t**2 * control[:, :, 2]
         pixels = (curve + 1) * (size - 1) / 2  # (n, strokes, points, 2): x, y in pixels
         step = (pixels[:, :, 1:] - pixels[:, :, :-1]).norm(dim=-1)
@@ -119,16 +126,14 @@ class StrokeBody(nn.Module):
         x0, y0 = x.detach().floor(), y.detach().floor()
         fx, fy = x - x0, y - y0
         x0, y0 = x0.long(), y0.long()
-        density = z.new_zeros(n, size * size)
+        density = control.new_zeros(n, size * size)
         for dx, dy, share in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy),
                               (1, 1, fx * fy)):
             index = (y0 + dy).clamp(0, size - 1) * size + (x0 + dx).clamp(0, size - 1)
             density = density.scatter_add(1, index, share * weight)
         density = F.conv2d(density.view(n, 1, size, size), self.pen.view(1, 1, 1, 5), padding=(0, 2))
         density = F.conv2d(density, self.pen.view(1, 1, 5, 1), padding=(2, 0))
-        ink = 1 - torch.exp(-self.INK_GAIN * density * (2 * math.pi) ** 0.5 * self.PEN_SIGMA)
-        image = torch.atanh((2 * ink - 1).clamp(-0.999, 0.999))
-        return image.expand(n, self.channels, size, size)
+        return 1 - torch.exp(-self.INK_GAIN * density * (2 * math.pi) ** 0.5 * self.PEN_SIGMA)
 
 
 class DeconvBody(nn.Module):
