@@ -46,17 +46,19 @@ def without_timing(metrics: pd.DataFrame) -> pd.DataFrame:
     return metrics[~metrics["metric"].isin(TIMING)].reset_index(drop=True)
 
 
-def test_resume_from_an_intermediate_checkpoint_gives_the_same_metrics(tmp_path: Path) -> None:
-    complete = fedkd.run(DIGITS, overrides=SHORT, out=tmp_path / "complete")
+@pytest.mark.parametrize("body", ["mlp", "strokes"])
+def test_resume_from_an_intermediate_checkpoint_gives_the_same_metrics(tmp_path: Path, body: str) -> None:
+    overrides = {**SHORT, "tandemgan.body": body}
+    complete = fedkd.run(DIGITS, overrides=overrides, out=tmp_path / "complete")
     crashed = tmp_path / "crashed"
     shutil.copytree(tmp_path / "complete", crashed)
     latest = sorted((crashed / "checkpoints").glob("ckpt-*.json"))[-1]
     latest.unlink()
     latest.with_suffix(".safetensors").unlink()
     assert sorted((crashed / "checkpoints").glob("ckpt-*.json"))  # an intermediate one is left
-    resumed = fedkd.run(DIGITS, overrides=SHORT, out=crashed, resume=True)
+    resumed = fedkd.run(DIGITS, overrides=overrides, out=crashed, resume=True)
     pd.testing.assert_frame_equal(without_timing(resumed.metrics), without_timing(complete.metrics))
-    again = fedkd.run(DIGITS, overrides=SHORT, out=crashed, resume=True)  # a finished run stays finished
+    again = fedkd.run(DIGITS, overrides=overrides, out=crashed, resume=True)  # a finished run stays finished
     pd.testing.assert_frame_equal(again.metrics, resumed.metrics)
 
 
