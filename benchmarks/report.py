@@ -154,8 +154,8 @@ def oneshot_levers() -> str:
                  "combine-mv": "majority-vote combination (the combined answer is then a vote too)",
                  "budget-60k": "three times the queries (60k, in four waves of 15k)",
                  "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)",
-                 "strokes": "the generator draws pen strokes (`tandemgan.body = \"strokes\"`), as on the teacher "
-                            "panel",
+                 "strokes": "the generator draws pen strokes (`tandemgan.body = \"strokes\"`), as "
+                            "`tandemgan_mnist.toml` now does",
                  "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
                  "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)",
                  **AEDM_LEVERS}
@@ -545,7 +545,8 @@ def blackbox_prose() -> str:
         f"{'beats' if beats else 'does not beat'} DFME and random queries at every seed. Label-only TandemGAN runs at "
         f"~{tg.queries_per_second:,.0f} queries/s and {tg.student_steps_per_second:.0f} student steps/s here, with "
         f"{100 * tg.share_teacher:.0f} / {100 * tg.share_generator:.0f} / {100 * tg.share_student:.0f} % of the time "
-        f"in teacher / generator / student. On the easier digits28 teacher ({d28['tandemgan/label'].teacher_acc:.3f}, "
+        f"in teacher / generator / student. On the easier digits28 teacher (`tandemgan_digits28.toml`, which keeps "
+        f"the MLP body; {d28['tandemgan/label'].teacher_acc:.3f}, "
         f"{d28['tandemgan/label'].budget / 1e3:.0f}k queries) TandemGAN reaches "
         f"{d28['tandemgan/label'].test_acc_mean:.3f} (label) / {d28['tandemgan/proba'].test_acc_mean:.3f} (proba), "
         "but random noise catches up by the end "
