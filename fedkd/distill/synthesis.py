@@ -7,7 +7,7 @@ exploitation step follows; everything else about their generators is here, writt
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -34,7 +34,7 @@ class GeneratorSettings:
 
     section: ClassVar[str] = "generator"
     nz: int = 64
-    body: Literal["mlp", "deconv", "strokes"] = "mlp"
+    body: GeneratorBodyKind = "mlp"
     width: int = 256
     resolution: int = 7
     zo_directions: int = 1

@@ -4,7 +4,7 @@
 body explores where student and teacher disagree, the head exploits where the student is confident),
 so they are separate modules; DFME trains both together as one generator.
 
-Two bodies, both for 1x28x28 and 3x32x32 images:
+Three bodies, all for 1x28x28 and 3x32x32 images:
 
 * ``"mlp"`` (default): ``z -> width -> 2*width -> C x R x R``, bilinearly upsampled to the image size,
   with batch norm. On a CPU it is ten times faster than a convolutional body (about 3 ms per 256
@@ -56,6 +56,8 @@ class MLPBody(nn.Module):
     ten, so a generator that starts smooth gets informative answers from its first queries.
     """
 
+    draws_images = False
+
     def __init__(self, nz: int, channels: int, image_size: int, width: int, resolution: int) -> None:
         super().__init__()
         self.shape, self.image_size = (channels, resolution, resolution), image_size
@@ -73,11 +75,12 @@ class MLPBody(nn.Module):
 class StrokeBody(nn.Module):
     """``z (B, nz) -> (B, C, S, S)``: ``strokes`` pen strokes per image, drawn by a differentiable renderer.
 
-    The MLP of :class:`MLPBody` gives each stroke the three control points of a quadratic Bezier curve and a pen
-    pressure. Each curve is sampled at ``points`` places (under a pixel apart), each sample splatted bilinearly
-    onto the pixel grid with a weight of its share of the curve's length times the pressure, and the result
-    blurred by a Gaussian pen (``PEN_SIGMA`` px). Ink saturates where strokes cross: ``ink = 1 - exp(-g * d)``
-    with ``d`` the blurred density (1 along the middle of a single stroke of pressure 1) and ``g = INK_GAIN``.
+    The MLP trunk (``latent_mlp``, as in :class:`MLPBody`) gives each stroke the three control points of a
+    quadratic Bezier curve and a pen pressure. Each curve is sampled at ``points`` places (under a pixel apart),
+    each sample splatted bilinearly onto the pixel grid with a weight of its share of the curve's length times the
+    pressure, and the result blurred by a Gaussian pen (``PEN_SIGMA`` px). Ink saturates where strokes cross:
+    ``ink = 1 - exp(-g * d)`` with ``d`` the blurred density (1 along the middle of a single stroke of pressure 1)
+    and ``g = INK_GAIN``.
     The strokes come out continuous, two to four pixels wide, light on a dark background, and the gradient
     reaches every control point through the splatting weights. The control points stay inside the central
     ``BOX`` of the frame, where MNIST-style formats put the character (a fact of the input format, like
@@ -90,6 +93,7 @@ class StrokeBody(nn.Module):
     by a ResNet-8 teacher's labels of random strokes reached 0.56 of MNIST's test digits after 150k queries.
     """
 
+    draws_images = True  # its output is already the image: the head starts as the identity
     BOX = 0.7  # the 20x20 box of a 28x28 frame, in the [-1, 1] coordinates of the image
     PEN_SIGMA = 1.0  # px
     INK_GAIN = 1.5
@@ -138,6 +142,8 @@ class StrokeBody(nn.Module):
 
 class DeconvBody(nn.Module):
     """``z (B, nz) -> (B, width, S, S)``: a linear map to ``(4w, S/4, S/4)`` and two x2 transposed convolutions."""
+
+    draws_images = False
 
     def __init__(self, nz: int, image_size: int, width: int) -> None:
         super().__init__()
@@ -202,7 +208,7 @@ class TandemGenerator(nn.Module):
             self.body = DeconvBody(nz, image_size, width)
         else:
             self.body = StrokeBody(nz, channels, image_size, width)
-        self.head = GeneratorHead(self.body.out_channels, channels, identity=body == "strokes")
+        self.head = GeneratorHead(self.body.out_channels, channels, identity=self.body.draws_images)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(z))
