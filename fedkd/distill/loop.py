@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from fedkd.distill.histogram import AnswerHistogram, remedy_for
-from fedkd.distill.losses import disagreement
+from fedkd.distill.losses import disagreement, log_class_prior
 from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
 from fedkd.errors import ConfigError, FedkdError
@@ -63,6 +63,15 @@ class DistillConfig:
     ``eval_every`` and ``checkpoint_every`` are in queries. ``threads`` is torch's thread count for the
     run (0 keeps torch's default): these small networks run fastest on one thread, and five times
     slower on two threads of a busy 2-core machine.
+
+    ``logit_adjustment`` (``tau``; 0 turns it off) corrects, in label mode, for the classes the teacher answers
+    rarely: the student is trained on ``s + tau * log pi``, ``pi`` the answer histogram so far
+    (``log_class_prior``), so that its own logits ``s`` estimate the teacher's answer under balanced classes
+    (logit adjustment, Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent for the
+    balanced error, not a tuned one). A generator finds the inputs a teacher reads as some classes (closed loops:
+    0, 6, 8, 9) far more rarely than others, and a student trained on those answers alone rarely predicts the rare
+    classes on real digits. Probability answers are matched whole and carry the teacher's own calibration, so proba
+    mode trains on ``s`` unchanged. The store stage applies the same correction.
     """
 
     method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
@@ -76,6 +85,7 @@ class DistillConfig:
     eval_every: int = 10_000
     checkpoint_every: int = 250_000
     threads: int = 1
+    logit_adjustment: float = 0.0
 
     def validate(self) -> None:
         for name in ("budget", "batch_size", "eval_every", "checkpoint_every"):
@@ -85,6 +95,8 @@ class DistillConfig:
             raise ConfigError(f"distill.student_steps must be >= 0, got {self.student_steps}")
         if not self.student_lr > 0:
             raise ConfigError(f"distill.student_lr must be > 0, got {self.student_lr}")
+        if not self.logit_adjustment >= 0:
+            raise ConfigError(f"distill.logit_adjustment must be >= 0 (0 turns it off), got {self.logit_adjustment}")
         if self.threads < 0:
             raise ConfigError(f"distill.threads must be >= 0 (0 keeps torch's default), got {self.threads}")
 
@@ -317,8 +329,8 @@ class BlackBoxDistiller:
         total = 0.0
         for x, answers in batches:
             with autocast(self.precision, device):
-                logits = self.student(x)
-            loss = disagreement(logits.float(), answers, self.oracle.mode).mean()
+                logits = self.student(x).float()
+            loss = disagreement(self.adjusted(logits), answers, self.oracle.mode).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -328,6 +340,14 @@ class BlackBoxDistiller:
         self.student_updates += len(batches)
         return total / len(batches)
 
+    def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
+        """The student's ``logits`` as its loss sees them: plus ``tau * log pi`` from the answers so far
+        (``DistillConfig.logit_adjustment``), unchanged when that is off or in proba mode."""
+        tau = self.config.logit_adjustment
+        if not tau or self.oracle.mode != "label":
+            return logits
+        return logits + tau * log_class_prior(self.answers.counts, logits.shape[1]).to(logits.device)
+
     def train_on_store(self, training: StoreTraining | None = None) -> int:
         """The store stage (``training``, else ``store_training``): the student trains on every stored answer;
         spends no queries. Returns the optimizer steps taken."""
@@ -335,7 +355,8 @@ class BlackBoxDistiller:
         if self.store is None or training is None:
             return 0
         start = time.perf_counter()
-        steps = train_on_store(self.student, self.store, training, self.oracle.mode, self.store_rng, self.precision)
+        steps = train_on_store(self.student, self.store, training, self.oracle.mode, self.store_rng, self.precision,
+                               self.adjusted)
         self.seconds["store"] += time.perf_counter() - start
         return steps
 

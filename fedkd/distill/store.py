@@ -18,6 +18,7 @@ memory is a quarter of ``float32`` and a federated student trains on exactly the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,11 +158,13 @@ def draw(store: AnswerStore, n: int, training: StoreTraining, generator: torch.G
 
 
 def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraining, mode: str,
-                   generator: torch.Generator, precision: str = "fp32") -> int:
+                   generator: torch.Generator, precision: str = "fp32",
+                   adjusted: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
     """The store stage: ``training.epochs`` epochs of Adam on the augmented store; returns the steps taken.
 
-    The student's forward passes run in ``precision`` (``fedkd.precision``), its loss in float32. The student's
-    mode is restored afterwards; the stage spends no queries.
+    The student's forward passes run in ``precision`` (``fedkd.precision``), its loss in float32 on its logits
+    as ``adjusted`` maps them (the loop's logit adjustment; ``None``: unchanged). The student's mode is restored
+    afterwards; the stage spends no queries.
     """
     if not len(store) or training.epochs < 1:
         return 0
@@ -182,6 +185,8 @@ def train_on_store(student: nn.Module, store: AnswerStore, training: StoreTraini
             x = lam.view(-1, 1, 1, 1) * x + (1 - lam.view(-1, 1, 1, 1)) * x[partner]
         with autocast(precision, device):
             logits = student(x).float()
+        if adjusted is not None:
+            logits = adjusted(logits)
         loss = disagreement(logits, answers[idx], mode) * weights[idx]
         if training.mixup:
             other = idx[partner.cpu()]

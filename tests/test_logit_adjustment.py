@@ -1,0 +1,77 @@
+"""Logit adjustment (``distill.logit_adjustment``): a student trained on skewed label answers still predicts the
+rare classes, in the online loop and in the store stage; probability answers are left as they are."""
+
+import math
+
+import pytest
+import torch
+
+from fedkd.distill.baselines import RandomNoise
+from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
+from fedkd.distill.losses import log_class_prior
+from fedkd.distill.store import StoreTraining
+from fedkd.errors import ConfigError
+from fedkd.oracle import ModelOracle
+
+
+class RareOne(torch.nn.Module):
+    """A teacher that answers class 1 when the first pixel is above 0.9: 5 % of uniform noise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = x.flatten(1)[:, 0]
+        return torch.stack([torch.zeros_like(first), 20 * (first - 0.9)], dim=1)
+
+
+def _distilled(tau: float, seed: int, mode: str = "label",
+               store: StoreTraining | None = None) -> tuple[torch.nn.Module, BlackBoxDistiller]:
+    torch.manual_seed(seed)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    config = DistillConfig(method="random", batch_size=100, student_steps=3, student_lr=0.01, logit_adjustment=tau)
+    distiller = BlackBoxDistiller(student, ModelOracle(RareOne(), mode=mode, budget=6000), RandomNoise(1, 4, seed),
+                                  config, seed=seed, store_training=store)
+    distiller.run()
+    return student, distiller
+
+
+def _balanced_accuracy(student: torch.nn.Module) -> float:
+    x = torch.rand(20_000, 1, 4, 4, generator=torch.Generator().manual_seed(99)) * 2 - 1
+    truth = RareOne()(x).argmax(dim=1)
+    with torch.no_grad():
+        predicted = student(x).argmax(dim=1)
+    return sum(float((predicted[truth == c] == c).float().mean()) for c in (0, 1)) / 2
+
+
+def test_the_log_prior_is_smoothed_and_covers_every_class():
+    log_prior = log_class_prior(torch.tensor([3, 1]), n_classes=3)
+    assert log_prior.exp().tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+
+
+def test_adjusted_students_predict_the_rare_class_online():
+    """Plain students never name the rare class (balanced accuracy 0.50); adjusted ones do (measured 0.77-0.79)."""
+    for seed in range(3):
+        assert _balanced_accuracy(_distilled(1.0, seed)[0]) > _balanced_accuracy(_distilled(0.0, seed)[0]) + 0.15
+
+
+def test_the_store_stage_applies_the_same_adjustment():
+    store = StoreTraining(epochs=5, batch_size=100, lr=0.01)
+    for seed in range(3):
+        adjusted, distiller = _distilled(1.0, seed, store=store)
+        plain, _ = _distilled(0.0, seed, store=store)
+        assert distiller.finished and len(distiller.store) == 6000
+        assert _balanced_accuracy(adjusted) > _balanced_accuracy(plain) + 0.15
+
+
+def test_probability_answers_are_not_adjusted():
+    adjusted, distiller = _distilled(1.0, 0, mode="proba")
+    plain, _ = _distilled(0.0, 0, mode="proba")
+    logits = torch.randn(4, 2)
+    assert torch.equal(distiller.adjusted(logits), logits)
+    for a, b in zip(adjusted.parameters(), plain.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_negative_adjustment_is_refused():
+    with pytest.raises(ConfigError, match=r"distill.logit_adjustment must be >= 0 .*got -1"):
+        DistillConfig(logit_adjustment=-1.0).validate()
+    with pytest.raises(ConfigError, match="got nan"):
+        DistillConfig(logit_adjustment=math.nan).validate()
