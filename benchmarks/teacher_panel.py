@@ -18,15 +18,16 @@ alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two
 ``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
 (``fonts``), with the earlier digits prior (``adapted``: the framing adapted as shipped; ``fixed``:
 ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``; ``selected``: ``aedm.select_from = 4``), and with
-``--variants tandemgan-strokes`` ``simulations/tandemgan_mnist.toml`` as shipped (its stroke body; ``tandemgan``:
-with the MLP body it had before), for every teacher
+``--variants tandemgan-adjusted`` ``simulations/tandemgan_mnist.toml`` as shipped (its stroke body and logit
+adjustment; ``tandemgan-strokes``: without the adjustment; ``tandemgan``: with the MLP body it had before), for
+every teacher
 (``teacher_panel_distill.csv``: the final student, its ratio to the teacher, the answer histogram and the run's
 time). Runs are kept under ``--runs`` and a finished one is read back, not run again.
 
     python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
     python benchmarks/teacher_panel.py --distill --seeds 0 1   # ~2.5 min per run here
-    python benchmarks/teacher_panel.py --distill --variants tandemgan-strokes --seeds 0 1   # 3-16 min per run here
+    python benchmarks/teacher_panel.py --distill --variants tandemgan-adjusted --seeds 0 1   # 3-12 min per run here
 
 Writes ``benchmarks/results/teacher_panel.csv``, one row per (teacher, source, transform).
 """
@@ -131,16 +132,18 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 #: (``fonts``: the font digits' 16x16 prior; ``fonts-steps4`` decodes it with 4 DDIM steps, not 8), and with the
 #: UCI digits' prior, framing adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query
 #: selected from four decoded images towards the classes the teacher has named least (``selected``);
-#: ``simulations/tandemgan_mnist.toml`` with its shipped stroke body (``tandemgan-strokes``: pen strokes on a dark
-#: background) and with the MLP body it shipped before (``tandemgan``: smooth grey images).
+#: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
+#: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
+#: and with the MLP body it shipped before that (``tandemgan``: smooth grey images).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts": ("aedm_mnist.toml", {}),
     "fonts-steps4": ("aedm_mnist.toml", {"aedm.sampling_steps": 4}),
     "fixed": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
     "adapted": ("aedm_mnist.toml", DIGITS_PRIOR),
     "selected": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.select_from": 4}),
-    "tandemgan": ("tandemgan_mnist.toml", {"tandemgan.body": "mlp"}),
-    "tandemgan-strokes": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes"}),
+    "tandemgan": ("tandemgan_mnist.toml", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
+    "tandemgan-strokes": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
+    "tandemgan-adjusted": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
 }
 
 
