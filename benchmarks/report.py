@@ -600,7 +600,8 @@ def aedm_budgets() -> str:
 def teacher_panel() -> str:
     """``aedm_mnist.toml`` per teacher of the panel as shipped (the font prior), with the earlier digits prior (the
     framing adapted, fixed, and with selection: ``aedm.select_from = 4``), and ``tandemgan_mnist.toml`` as shipped
-    (the stroke body) and with the MLP body it had before, where they were run."""
+    (the stroke body with logit adjustment), without the adjustment and with the MLP body it had before, where they
+    were run."""
     runs = read("teacher_panel_distill.csv")
     choice = read("teacher_panel_choice.csv")
 
@@ -612,16 +613,16 @@ def teacher_panel() -> str:
 
     rows = []
     for teacher, group in runs.groupby("teacher", sort=False):
-        shipped, tandem = (group[group["variant"] == v] for v in ("fonts", "tandemgan-strokes"))
+        shipped, tandem = (group[group["variant"] == v] for v in ("fonts", TANDEMGAN_SHIPPED))
         picked = choice[choice["teacher"] == teacher].sort_values("seed")["chosen"]
         rows.append([f"`{teacher}`", f"{group['teacher_acc'].iloc[0]:.3f}", " / ".join(picked) or "–",
                      cell(shipped["test_acc"]), cell(shipped["ratio"]),
                      *(cell(group[group["variant"] == v]["ratio"]) for v in PANEL_RATIO_COLUMNS),
                      cell(tandem["test_acc"]), cell(tandem["ratio"]),
-                     cell(group[group["variant"] == "tandemgan"]["ratio"])])
+                     *(cell(group[group["variant"] == v]["ratio"]) for v in ("tandemgan-strokes", "tandemgan"))])
     header = ["teacher", "teacher acc", "framing kept (seed 0 / 1)", "AEDM: student (seeds)", "AEDM: ratio",
               *PANEL_RATIO_COLUMNS.values(), "TandemGAN: student (seeds)", "TandemGAN: ratio",
-              "TandemGAN, MLP body (before): ratio"]
+              "TandemGAN, no logit adjustment: ratio", "TandemGAN, MLP body, no adjustment: ratio"]
     per_teacher = runs.pivot_table(index="teacher", columns="variant", values="ratio").reindex(
         columns=["fonts", "adapted"])
     fonts, met = per_teacher["fonts"], (per_teacher >= 0.9).sum()
@@ -629,8 +630,11 @@ def teacher_panel() -> str:
         f"The target of 0.9 of the teacher's accuracy is met on {met['fonts']} of {len(per_teacher)} teachers with "
         f"`aedm_mnist.toml` as shipped (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
         f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
-        selection_sentence(runs), tandemgan_sentence(runs), strokes_sentence(runs))
+        selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), strokes_sentence(runs))
 
+
+#: The teacher panel's variant that is ``tandemgan_mnist.toml`` as shipped: the stroke body with logit adjustment.
+TANDEMGAN_SHIPPED = "tandemgan-adjusted"
 
 #: The panel table's ratio-only columns: the font prior's other decoding, and the digits prior as shipped before
 #: (framing adapted), with the framing fixed, and with selection.
@@ -664,16 +668,21 @@ def selection_sentence(runs: pd.DataFrame) -> str:
     both, comparison = paired_ratios(runs, "selected", "adapted")
     if both.empty:
         return "Selection (`aedm.select_from`) was not run on the panel."
-    per_teacher = both.groupby("teacher").mean()
     return (f"With the digits prior, selecting each query from four decoded images towards the classes the teacher "
             f"has named least (`--set aedm.select_from=4`, same budget) against the framing adapted alone, "
-            f"{comparison}; 0.9 of the teacher on {int((per_teacher['selected'] >= 0.9).sum())} of "
-            f"{len(per_teacher)} teachers (mean over seeds) against {int((per_teacher['adapted'] >= 0.9).sum())}.")
+            f"{comparison}; {teachers_met(both)}.")
+
+
+def teachers_met(both: pd.DataFrame) -> str:
+    """How many teachers each of ``paired_ratios``' two variants brings to 0.9 of the teacher (mean over seeds)."""
+    met = (both.groupby("teacher").mean() >= 0.9).sum()
+    return (f"0.9 of the teacher on {int(met.iloc[0])} of {both.index.get_level_values('teacher').nunique()} "
+            f"teachers (mean over seeds) against {int(met.iloc[1])}")
 
 
 def tandemgan_sentence(runs: pd.DataFrame) -> str:
     """Where the shipped TandemGAN config (the stroke body) was run on the panel, and how far it got."""
-    tandem = runs[runs["variant"] == "tandemgan-strokes"]
+    tandem = runs[runs["variant"] == TANDEMGAN_SHIPPED]
     if tandem.empty:
         return "TandemGAN was not run on the panel."
     ratios = tandem.groupby("teacher")["ratio"].mean()
@@ -681,20 +690,31 @@ def tandemgan_sentence(runs: pd.DataFrame) -> str:
     panel = runs["teacher"].nunique()
     missing = "" if len(ratios) == panel else f"; on the other {panel - len(ratios)} it was not run"
     single = ", ".join(f"`{t}`" for t in seeds.index[seeds == 1])
-    return (f"TandemGAN (`tandemgan_mnist.toml` as shipped: the stroke body, 1 M label queries) was run on "
+    return (f"TandemGAN (`tandemgan_mnist.toml` as shipped: the stroke body and logit adjustment, 1 M label "
+            f"queries) was run on "
             f"{len(ratios)} of the {panel} teachers{missing}: {ratios.min():.3f}-{ratios.max():.3f} of the teacher "
             f"(lowest `{ratios.idxmin()}`), at or above 0.9 on {int((ratios >= 0.9).sum())} (mean over seeds"
             + (f"; one seed on {single}" if single else "") + ").")
 
 
+def adjustment_sentence(runs: pd.DataFrame) -> str:
+    """TandemGAN's stroke body with logit adjustment (shipped) against the same without it, where both ran."""
+    both, comparison = paired_ratios(runs, TANDEMGAN_SHIPPED, "tandemgan-strokes")
+    if both.empty:
+        return "TandemGAN was not run both with and without logit adjustment on the panel."
+    return (f"With logit adjustment (shipped) against without it (`--set distill.logit_adjustment=0`), "
+            f"{comparison}; {teachers_met(both)}.")
+
+
 def strokes_sentence(runs: pd.DataFrame) -> str:
-    """TandemGAN's stroke body (shipped) against the MLP body it replaced, on the runs where both ran."""
+    """TandemGAN's stroke body against the MLP body it replaced (both without logit adjustment), where both ran."""
     both, comparison = paired_ratios(runs, "tandemgan-strokes", "tandemgan")
     if both.empty:
         return "TandemGAN's MLP body was not run beside the stroke body on the panel."
     mlp = runs[runs["variant"] == "tandemgan"]
     collapsed = int((mlp.groupby("teacher")["test_acc"].mean() <= 0.11).sum())
-    return (f"The stroke body against the MLP body it replaced (`--set tandemgan.body=mlp`), {comparison}; the MLP "
+    return (f"Without the adjustment, the stroke body against the MLP body it replaced (`--set tandemgan.body=mlp`), "
+            f"{comparison}; the MLP "
             f"body's student was at chance (test accuracy at most 0.11) on {collapsed} teachers.")
 
 
