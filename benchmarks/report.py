@@ -156,6 +156,11 @@ def oneshot_levers() -> str:
                  "budget-1m": "five times the queries (1M, in batches of 256, as `tandemgan_mnist.toml`)",
                  "strokes": "the generator draws pen strokes (`tandemgan.body = \"strokes\"`), as "
                             "`tandemgan_mnist.toml` now does",
+                 "strokes+logit-adjust": "pen strokes, and the student's loss adjusted by the log histogram of the "
+                                         "combined answers (`distill.logit_adjustment = 1`), both as "
+                                         "`tandemgan_mnist.toml` now does",
+                 "logit-adjust": "the student's loss adjusted by the log histogram of the combined answers "
+                                 "(`distill.logit_adjustment = 1`, as `tandemgan_mnist.toml`)",
                  "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
                  "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)",
                  **AEDM_LEVERS}

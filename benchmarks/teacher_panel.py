@@ -129,7 +129,8 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
 DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aedm.prior_dataset": "digits"}
 
 #: ``--distill``'s variants, each a config and its overrides: ``simulations/aedm_mnist.toml`` as shipped
-#: (``fonts``: the font digits' 16x16 prior; ``fonts-steps4`` decodes it with 4 DDIM steps, not 8), and with the
+#: (``fonts``: the font digits' 16x16 prior; ``fonts-steps4`` decodes it with 4 DDIM steps, not 8;
+#: ``fonts-adjusted`` trains the student with logit adjustment, ``distill.logit_adjustment = 1``), and with the
 #: UCI digits' prior, framing adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query
 #: selected from four decoded images towards the classes the teacher has named least (``selected``);
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
@@ -138,6 +139,7 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts": ("aedm_mnist.toml", {}),
     "fonts-steps4": ("aedm_mnist.toml", {"aedm.sampling_steps": 4}),
+    "fonts-adjusted": ("aedm_mnist.toml", {"distill.logit_adjustment": 1.0}),
     "fixed": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
     "adapted": ("aedm_mnist.toml", DIGITS_PRIOR),
     "selected": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.select_from": 4}),
