@@ -68,9 +68,9 @@ class DistillConfig:
     rarely: the student is trained on ``s + tau * log pi``, ``pi`` the answer histogram so far
     (``log_class_prior``), so that its own logits ``s`` estimate the teacher's answer under balanced classes
     (logit adjustment, Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent for the
-    balanced error, not a tuned one). A generator finds the inputs a teacher reads as some classes (closed loops:
-    0, 6, 8, 9) far more rarely than others, and a student trained on those answers alone rarely predicts the rare
-    classes on real digits. Probability answers are matched whole and carry the teacher's own calibration, so proba
+    balanced error, not a tuned one). A generator may find the inputs a teacher reads as some classes far more
+    rarely than others, and a student trained on those answers alone then rarely predicts the rare classes on real
+    digits. Probability answers are matched whole and carry the teacher's own calibration, so proba
     mode trains on ``s`` unchanged. The store stage applies the same correction.
     """
 
