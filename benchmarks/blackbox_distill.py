@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS: tuple[tuple[str, str], ...] = (
@@ -277,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "blackbox_bench")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # one thread per run, as every row was measured (distill.threads = 0 keeps it)
 
     budgets = {dataset: args.budget for dataset in args.datasets}
     for item in args.budget_for:
