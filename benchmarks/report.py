@@ -635,15 +635,18 @@ def teacher_panel() -> str:
         f"The target of 0.9 of the teacher's accuracy is met on {met['fonts']} of {len(per_teacher)} teachers with "
         f"`aedm_mnist.toml` as shipped (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
         f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
+        aedm_adjustment_sentence(runs),
         selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), strokes_sentence(runs))
 
 
 #: The teacher panel's variant that is ``tandemgan_mnist.toml`` as shipped: the stroke body with logit adjustment.
 TANDEMGAN_SHIPPED = "tandemgan-adjusted"
 
-#: The panel table's ratio-only columns: the font prior's other decoding, and the digits prior as shipped before
+#: The panel table's ratio-only columns: the font prior's other decoding and its student with logit adjustment,
+#: and the digits prior as shipped before
 #: (framing adapted), with the framing fixed, and with selection.
-PANEL_RATIO_COLUMNS = {"fonts-steps4": "4 DDIM steps: ratio", "adapted": "digits prior: ratio",
+PANEL_RATIO_COLUMNS = {"fonts-steps4": "4 DDIM steps: ratio", "fonts-adjusted": "logit adjustment: ratio",
+                       "adapted": "digits prior: ratio",
                        "fixed": "digits prior, fixed framing: ratio", "selected": "digits prior, selection: ratio"}
 
 
@@ -667,6 +670,15 @@ def steps_sentence(runs: pd.DataFrame) -> str:
     return f"Decoding with 8 DDIM steps (shipped) against 4, {comparison}."
 
 
+def aedm_adjustment_sentence(runs: pd.DataFrame) -> str:
+    """``aedm_mnist.toml`` with its student's loss adjusted (``fonts-adjusted``) against as shipped, where both ran."""
+    both, comparison = paired_ratios(runs, "fonts-adjusted", "fonts")
+    if both.empty:
+        return "AEDM was not run with logit adjustment on the panel."
+    return (f"AEDM with logit adjustment (`--set distill.logit_adjustment=1`, as TandemGAN) against as shipped "
+            f"(without it), {comparison}; {teachers_met(both)}.")
+
+
 def selection_sentence(runs: pd.DataFrame) -> str:
     """How selecting queries towards the classes the teacher has named least compares with the framing adapted alone
     (both with the digits prior), on the (teacher, seed) pairs where both ran."""
@@ -686,7 +698,7 @@ def teachers_met(both: pd.DataFrame) -> str:
 
 
 def tandemgan_sentence(runs: pd.DataFrame) -> str:
-    """Where the shipped TandemGAN config (the stroke body) was run on the panel, and how far it got."""
+    """Where the shipped TandemGAN config (strokes, logit adjustment) was run on the panel, and how far it got."""
     tandem = runs[runs["variant"] == TANDEMGAN_SHIPPED]
     if tandem.empty:
         return "TandemGAN was not run on the panel."
