@@ -146,6 +146,25 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "tandemgan": ("tandemgan_mnist.toml", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
     "tandemgan-strokes": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
     "tandemgan-adjusted": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
+    "fonts-steered": ("aedm_mnist.toml", {"aedm.steer": True}),
+    "fonts-proba": ("aedm_mnist.toml", {"distill.mode": "proba"}),
+    "tandemgan-proba": ("tandemgan_mnist.toml", {"distill.mode": "proba"}),
+    "dfme": ("tandemgan_mnist.toml", {"distill.method": "dfme"}),
+    "dfme-proba": ("tandemgan_mnist.toml", {"distill.method": "dfme", "distill.mode": "proba"}),
+    "random": ("tandemgan_mnist.toml", {"distill.method": "random"}),
+    "real": ("tandemgan_mnist.toml", {"distill.method": "real"}),
+}
+
+#: The variants that are a shipped config with only its method or answer mode changed, as
+#: ``benchmarks/blackbox_distill.py`` runs them on the LeNet-5 teacher: the per-(teacher, method, mode) table.
+#: ``aedm-plain`` is ``aedm_mnist.toml`` as shipped (plain prior samples), ``aedm`` the same with its noise steered
+#: towards the student's uncertainty; ``dfme``, ``random`` (uniform noise) and ``real`` (unlabeled images of the
+#: teacher's training split) run with ``tandemgan_mnist.toml``'s student, optimizer, budget and logit adjustment.
+METHOD_CELLS: dict[str, tuple[str, str]] = {
+    "fonts": ("aedm-plain", "label"), "fonts-proba": ("aedm-plain", "proba"), "fonts-steered": ("aedm", "label"),
+    "tandemgan-adjusted": ("tandemgan", "label"), "tandemgan-proba": ("tandemgan", "proba"),
+    "dfme": ("dfme", "label"), "dfme-proba": ("dfme", "proba"), "random": ("random", "label"),
+    "real": ("real", "label"),
 }
 
 
