@@ -607,7 +607,7 @@ def teacher_panel() -> str:
     framing adapted, fixed, and with selection: ``aedm.select_from = 4``), and ``tandemgan_mnist.toml`` as shipped
     (the stroke body with logit adjustment), without the adjustment and with the MLP body it had before, where they
     were run."""
-    runs = read("teacher_panel_distill.csv")
+    runs = read("teacher_panel_distill.csv").query("teacher.str.startswith('mnist5k-')")
     choice = read("teacher_panel_choice.csv")
 
     def cell(values: pd.Series) -> str:
@@ -637,6 +637,45 @@ def teacher_panel() -> str:
         f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
         aedm_adjustment_sentence(runs),
         selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), strokes_sentence(runs))
+
+
+@block("teacher_panel_methods")
+def teacher_panel_methods() -> str:
+    """One row per (teacher, method, mode) of the panel: the shipped configs with only the method or answer mode
+    changed (``teacher_panel.METHOD_CELLS``), with the seeds run and their spread, and per method how many teachers
+    it brings to 0.9 of the teacher."""
+    from fedkd_benchmarks.teacher_panel import METHOD_CELLS
+
+    runs = read("teacher_panel_distill.csv")
+    runs = runs[runs["variant"].isin(list(METHOD_CELLS))].copy()
+    runs["method"] = runs["variant"].map(lambda v: METHOD_CELLS[v][0])
+    runs["mode"] = runs["variant"].map(lambda v: METHOD_CELLS[v][1])
+    order = {cell: i for i, cell in enumerate(METHOD_CELLS.values())}
+    runs["order"] = runs.apply(lambda r: order[(r["method"], r["mode"])], axis=1)
+    rows = []
+    for (teacher, _, method, mode), group in runs.groupby(["teacher", "order", "method", "mode"], sort=True):
+        group = group.sort_values("seed")
+        rows.append([f"`{teacher}`", method, mode, f"{group['queries'].iloc[0] / 1e3:,.0f}k",
+                     ", ".join(str(s) for s in group["seed"]), mean_spread(group["test_acc"]),
+                     mean_spread(group["ratio"]), f"{group['answer_top_share'].max():.2f}"])
+    header = ["teacher", "method", "mode", "queries", "seeds", "student test acc", "ratio to teacher",
+              "largest answer share"]
+    runs["dataset"] = runs["teacher"].str.split("-").str[0]
+    sentences = []
+    for (dataset, _, method, mode), group in runs.groupby(["dataset", "order", "method", "mode"]):
+        ratios = group.groupby("teacher")["ratio"].mean()
+        seeds = group.groupby("teacher")["seed"].nunique()
+        panel = runs.loc[runs["dataset"] == dataset, "teacher"].nunique()
+        sentences.append(f"- {dataset}, `{method}/{mode}`: run on {len(ratios)} of {panel} teachers "
+                         f"({seeds.min()}-{seeds.max()} seeds each), ratio {ratios.min():.3f}-{ratios.max():.3f} "
+                         f"(mean over seeds per teacher), at or above 0.9 on {int((ratios >= 0.9).sum())}.")
+    return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r"], rows) + "\n"
+            + prose(*sentences))
+
+
+def mean_spread(values: pd.Series) -> str:
+    """``mean ± std`` over seeds, the value alone where one seed ran (the seeds column says how many)."""
+    return f"{values.mean():.3f}" + (f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else "")
 
 
 #: The teacher panel's variant that is ``tandemgan_mnist.toml`` as shipped: the stroke body with logit adjustment.

@@ -28,6 +28,7 @@ time). Runs are kept under ``--runs`` and a finished one is read back, not run a
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
     python benchmarks/teacher_panel.py --distill --seeds 0 1   # ~2.5 min per run here
     python benchmarks/teacher_panel.py --distill --variants tandemgan-adjusted --seeds 0 1   # 3-12 min per run here
+    python benchmarks/teacher_panel.py --distill --dataset digits28 --variants tandemgan tandemgan-adjusted
 
 Writes ``benchmarks/results/teacher_panel.csv``, one row per (teacher, source, transform).
 """
@@ -128,7 +129,9 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
 #: The prior every AEDM variant but ``fonts`` ran with: the UCI digits' 8x8 prior, shipped before the font digits'.
 DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aedm.prior_dataset": "digits"}
 
-#: ``--distill``'s variants, each a config and its overrides: ``simulations/aedm_mnist.toml`` as shipped
+#: ``--distill``'s variants, each the kind of shipped config it changes (``aedm``: ``aedm_mnist.toml``;
+#: ``tandemgan``: the dataset's TandemGAN config, ``tandemgan_mnist.toml`` or ``tandemgan_digits28.toml``) and its
+#: overrides: ``simulations/aedm_mnist.toml`` as shipped
 #: (``fonts``: the font digits' 16x16 prior; ``fonts-steps4`` decodes it with 4 DDIM steps, not 8;
 #: ``fonts-adjusted`` trains the student with logit adjustment, ``distill.logit_adjustment = 1``), and with the
 #: UCI digits' prior, framing adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query
@@ -137,22 +140,22 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 #: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
 #: and with the MLP body it shipped before that (``tandemgan``: smooth grey images).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
-    "fonts": ("aedm_mnist.toml", {}),
-    "fonts-steps4": ("aedm_mnist.toml", {"aedm.sampling_steps": 4}),
-    "fonts-adjusted": ("aedm_mnist.toml", {"distill.logit_adjustment": 1.0}),
-    "fixed": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
-    "adapted": ("aedm_mnist.toml", DIGITS_PRIOR),
-    "selected": ("aedm_mnist.toml", {**DIGITS_PRIOR, "aedm.select_from": 4}),
-    "tandemgan": ("tandemgan_mnist.toml", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
-    "tandemgan-strokes": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
-    "tandemgan-adjusted": ("tandemgan_mnist.toml", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
-    "fonts-steered": ("aedm_mnist.toml", {"aedm.steer": True}),
-    "fonts-proba": ("aedm_mnist.toml", {"distill.mode": "proba"}),
-    "tandemgan-proba": ("tandemgan_mnist.toml", {"distill.mode": "proba"}),
-    "dfme": ("tandemgan_mnist.toml", {"distill.method": "dfme"}),
-    "dfme-proba": ("tandemgan_mnist.toml", {"distill.method": "dfme", "distill.mode": "proba"}),
-    "random": ("tandemgan_mnist.toml", {"distill.method": "random"}),
-    "real": ("tandemgan_mnist.toml", {"distill.method": "real"}),
+    "fonts": ("aedm", {}),
+    "fonts-steps4": ("aedm", {"aedm.sampling_steps": 4}),
+    "fonts-adjusted": ("aedm", {"distill.logit_adjustment": 1.0}),
+    "fixed": ("aedm", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
+    "adapted": ("aedm", DIGITS_PRIOR),
+    "selected": ("aedm", {**DIGITS_PRIOR, "aedm.select_from": 4}),
+    "tandemgan": ("tandemgan", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
+    "tandemgan-strokes": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
+    "tandemgan-adjusted": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
+    "fonts-steered": ("aedm", {"aedm.steer": True}),
+    "fonts-proba": ("aedm", {"distill.mode": "proba"}),
+    "tandemgan-proba": ("tandemgan", {"distill.mode": "proba"}),
+    "dfme": ("tandemgan", {"distill.method": "dfme"}),
+    "dfme-proba": ("tandemgan", {"distill.method": "dfme", "distill.mode": "proba"}),
+    "random": ("tandemgan", {"distill.method": "random"}),
+    "real": ("tandemgan", {"distill.method": "real"}),
 }
 
 #: The variants that are a shipped config with only its method or answer mode changed, as
@@ -168,13 +171,26 @@ METHOD_CELLS: dict[str, tuple[str, str]] = {
 }
 
 
-def distill_row(teacher: Path, variant: str, seed: int, runs: Path) -> dict[str, object]:
+def variant_config(variant: str, dataset: str) -> tuple[str, dict[str, object]]:
+    """The shipped config the variant changes for ``dataset`` (``blackbox_distill``'s configs per dataset), and its
+    settings."""
+    from fedkd_benchmarks.blackbox_distill import AEDM_CONFIGS, CONFIGS
+
+    kind, settings = DISTILL_VARIANTS[variant]
+    configs = AEDM_CONFIGS if kind == "aedm" else CONFIGS
+    if dataset not in configs:
+        raise SystemExit(f"variant {variant!r} has no {kind} config for dataset {dataset!r}; it has one for "
+                         f"{', '.join(sorted(configs))}")
+    return configs[dataset], settings
+
+
+def distill_row(teacher: Path, dataset: str, variant: str, seed: int, runs: Path) -> dict[str, object]:
     """One run of the variant's config with only ``teacher.path``, ``run.seed`` and the variant's settings changed."""
     import fedkd
 
     out = runs / f"{teacher.name}-{variant}-s{seed}"
     path = teacher.relative_to(ROOT) if teacher.is_relative_to(ROOT) else teacher
-    config, settings = DISTILL_VARIANTS[variant]
+    config, settings = variant_config(variant, dataset)
     overrides = {"teacher.path": str(path), "run.seed": seed, **settings}
     result = fedkd.run(ROOT / "simulations" / config, overrides=overrides, out=out,
                        resume=(out / "config.toml").exists())
@@ -207,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.distill:
         path = args.out / "teacher_panel_distill.csv"
-        rows = [distill_row(t, variant, seed, args.runs) for seed in args.seeds for t in teachers
+        for variant in args.variants:
+            variant_config(variant, args.dataset)
+        rows = [distill_row(t, args.dataset, variant, seed, args.runs) for seed in args.seeds for t in teachers
                 for variant in args.variants]
         table = merge_rows(pd.DataFrame(rows), path, ["teacher", "variant", "seed"])
         table.to_csv(path, index=False, float_format="%.4f")
