@@ -75,21 +75,25 @@ def test_shipped_teachers_load_and_keep_their_recorded_accuracy(name: str) -> No
     assert (resolve_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 400_000
 
 
-PANEL = sorted(p.parent.name for p in resolve_path("teachers").glob("mnist5k-*/teacher.json"))
+PANELS = ("mnist5k", "digits28")
+PANEL = sorted(p.parent.name for dataset in PANELS for p in resolve_path("teachers").glob(f"{dataset}-*/teacher.json"))
 
 
 @pytest.mark.parametrize("name", PANEL)
 def test_the_teacher_panel_loads_and_keeps_its_recorded_accuracy(name: str) -> None:
-    """The panel of ``teachers/README.md``: four architectures, two seeds each, all above 0.92 on mnist5k."""
-    teacher = load_teacher(resolve_path(f"teachers/{name}"), dataset="mnist5k")
+    """The panels of ``teachers/README.md``: four architectures, two seeds each, all above 0.92 on their dataset."""
+    dataset = name.split("-")[0]
+    teacher = load_teacher(resolve_path(f"teachers/{name}"), dataset=dataset)
     _, test = teacher_splits(teacher.info)
     assert evaluate_accuracy(teacher.model, *test.tensors()) == pytest.approx(teacher.info.test_acc, abs=1e-6)
     assert teacher.info.test_acc > 0.92
     assert (resolve_path(f"teachers/{name}") / "model.safetensors").stat().st_size < 1_300_000
 
 
-def test_the_panel_has_four_architectures_with_two_seeds_each() -> None:
-    panel = [load_teacher(resolve_path(f"teachers/{name}")).info for name in PANEL]
+@pytest.mark.parametrize("dataset", PANELS)
+def test_each_panel_has_four_architectures_with_two_seeds_each(dataset: str) -> None:
+    panel = [load_teacher(resolve_path(f"teachers/{name}")).info for name in PANEL if name.startswith(f"{dataset}-")]
+    assert {info.dataset for info in panel} == {dataset}
     models = {(info.model, info.seed) for info in panel}
     assert models == {(m, s) for m in ("lenet5", "resnet8", "vgg_small", "mlp") for s in (0, 1)}
 
