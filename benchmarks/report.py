@@ -644,13 +644,15 @@ def teacher_panel_methods() -> str:
     """One row per (teacher, method, mode) of the panel: the shipped configs with only the method or answer mode
     changed (``teacher_panel.METHOD_CELLS``), with the seeds run and their spread, and per method how many teachers
     it brings to 0.9 of the teacher."""
-    from fedkd_benchmarks.teacher_panel import METHOD_CELLS
+    from fedkd_benchmarks.teacher_panel import METHOD_CELLS, as_shipped
 
-    runs = read("teacher_panel_distill.csv")
-    runs = runs[runs["variant"].isin(list(METHOD_CELLS))].copy()
+    everything = read("teacher_panel_distill.csv")
+    runs = everything.assign(dataset=everything["teacher"].str.split("-").str[0])
+    shipped = {(v, d) for v in METHOD_CELLS for d in runs["dataset"].unique() if as_shipped(v, d)}
+    runs = runs[[(v, d) in shipped for v, d in zip(runs["variant"], runs["dataset"], strict=True)]].copy()
     runs["method"] = runs["variant"].map(lambda v: METHOD_CELLS[v][0])
     runs["mode"] = runs["variant"].map(lambda v: METHOD_CELLS[v][1])
-    order = {cell: i for i, cell in enumerate(METHOD_CELLS.values())}
+    order = {cell: i for i, cell in enumerate(dict.fromkeys(METHOD_CELLS.values()))}
     runs["order"] = runs.apply(lambda r: order[(r["method"], r["mode"])], axis=1)
     rows = []
     for (teacher, _, method, mode), group in runs.groupby(["teacher", "order", "method", "mode"], sort=True):
@@ -660,7 +662,6 @@ def teacher_panel_methods() -> str:
                      mean_spread(group["ratio"]), f"{group['answer_top_share'].max():.2f}"])
     header = ["teacher", "method", "mode", "queries", "seeds", "student test acc", "ratio to teacher",
               "largest answer share"]
-    runs["dataset"] = runs["teacher"].str.split("-").str[0]
     sentences = []
     for (dataset, _, method, mode), group in runs.groupby(["dataset", "order", "method", "mode"]):
         ratios = group.groupby("teacher")["ratio"].mean()
@@ -670,7 +671,19 @@ def teacher_panel_methods() -> str:
                          f"({seeds.min()}-{seeds.max()} seeds each), ratio {ratios.min():.3f}-{ratios.max():.3f} "
                          f"(mean over seeds per teacher), at or above 0.9 on {int((ratios >= 0.9).sum())}.")
     return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r"], rows) + "\n"
-            + prose(*sentences))
+            + prose(*sentences, digits28_strokes_sentence(everything)))
+
+
+def digits28_strokes_sentence(runs: pd.DataFrame) -> str:
+    """``tandemgan_digits28.toml`` (the MLP body, no logit adjustment) against the same with mnist5k's stroke body and
+    logit adjustment, on the digits28 panel where both ran."""
+    digits28 = runs[runs["teacher"].str.startswith("digits28-")]
+    both, comparison = paired_ratios(digits28, "tandemgan-adjusted", "tandemgan")
+    if both.empty:
+        return "On digits28, TandemGAN was not run with the stroke body and logit adjustment."
+    return (f"On digits28, TandemGAN with `tandemgan_mnist.toml`'s stroke body and logit adjustment (`--set "
+            f"tandemgan.body=strokes --set distill.logit_adjustment=1`) against `tandemgan_digits28.toml` as shipped "
+            f"(the MLP body, no adjustment), {comparison}; {teachers_met(both)}.")
 
 
 def mean_spread(values: pd.Series) -> str:

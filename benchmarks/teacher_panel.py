@@ -158,30 +158,58 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "real": ("tandemgan", {"distill.method": "real"}),
 }
 
-#: The variants that are a shipped config with only its method or answer mode changed, as
-#: ``benchmarks/blackbox_distill.py`` runs them on the LeNet-5 teacher: the per-(teacher, method, mode) table.
-#: ``aedm-plain`` is ``aedm_mnist.toml`` as shipped (plain prior samples), ``aedm`` the same with its noise steered
-#: towards the student's uncertainty; ``dfme``, ``random`` (uniform noise) and ``real`` (unlabeled images of the
-#: teacher's training split) run with ``tandemgan_mnist.toml``'s student, optimizer, budget and logit adjustment.
+#: The (method, answer mode) each variant runs, for the per-(teacher, method, mode) table, which keeps on each dataset
+#: the variants that leave its config as shipped apart from the method and mode (:func:`as_shipped`), as
+#: ``benchmarks/blackbox_distill.py`` runs them on one teacher. ``aedm-plain`` is ``aedm_mnist.toml`` as shipped
+#: (plain prior samples), ``aedm`` the same steered towards the student's uncertainty; ``dfme``, ``random`` (uniform
+#: noise) and ``real`` (unlabeled images of the teacher's training split) run with the TandemGAN config's student,
+#: optimizer, budget and logit adjustment. TandemGAN's label cell is ``tandemgan-adjusted`` on mnist5k and
+#: ``tandemgan`` (the MLP body, no adjustment) on digits28, as each config ships.
 METHOD_CELLS: dict[str, tuple[str, str]] = {
     "fonts": ("aedm-plain", "label"), "fonts-proba": ("aedm-plain", "proba"), "fonts-steered": ("aedm", "label"),
-    "tandemgan-adjusted": ("tandemgan", "label"), "tandemgan-proba": ("tandemgan", "proba"),
-    "dfme": ("dfme", "label"), "dfme-proba": ("dfme", "proba"), "random": ("random", "label"),
-    "real": ("real", "label"),
+    "tandemgan-adjusted": ("tandemgan", "label"), "tandemgan": ("tandemgan", "label"),
+    "tandemgan-proba": ("tandemgan", "proba"), "dfme": ("dfme", "label"), "dfme-proba": ("dfme", "proba"),
+    "random": ("random", "label"), "real": ("real", "label"),
 }
 
 
-def variant_config(variant: str, dataset: str) -> tuple[str, dict[str, object]]:
-    """The shipped config the variant changes for ``dataset`` (``blackbox_distill``'s configs per dataset), and its
-    settings."""
+#: The settings that choose the method and answer mode rather than change how a method runs.
+METHOD_SETTINGS = ("distill.method", "distill.mode", "aedm.steer")
+
+
+def as_shipped(variant: str, dataset: str) -> bool:
+    """Whether ``dataset`` has a config for the variant and the variant runs it as shipped, apart from the settings
+    that choose the method and mode (:data:`METHOD_SETTINGS`)."""
+    from fedkd.config import load_config
+
+    found = variant_config(variant, dataset)
+    if found is None:
+        return False
+    config, settings = found
+    rest = {k: v for k, v in settings.items() if k not in METHOD_SETTINGS}
+    path = ROOT / "simulations" / config
+    return load_config(path, rest).to_dict() == load_config(path).to_dict()
+
+
+def variant_config(variant: str, dataset: str) -> tuple[str, dict[str, object]] | None:
+    """The shipped config the variant changes for ``dataset`` (``blackbox_distill``'s configs per dataset) and its
+    settings, or None where the dataset has no config of the variant's kind."""
     from fedkd_benchmarks.blackbox_distill import AEDM_CONFIGS, CONFIGS
 
     kind, settings = DISTILL_VARIANTS[variant]
     configs = AEDM_CONFIGS if kind == "aedm" else CONFIGS
-    if dataset not in configs:
-        raise SystemExit(f"variant {variant!r} has no {kind} config for dataset {dataset!r}; it has one for "
-                         f"{', '.join(sorted(configs))}")
-    return configs[dataset], settings
+    return (configs[dataset], settings) if dataset in configs else None
+
+
+def require_config(variant: str, dataset: str) -> tuple[str, dict[str, object]]:
+    """:func:`variant_config`, or exit in one line naming the datasets that have the variant's config."""
+    found = variant_config(variant, dataset)
+    if found is None:
+        from fedkd_benchmarks.blackbox_distill import AEDM_CONFIGS, CONFIGS
+
+        have = [d for d in dict.fromkeys([*CONFIGS, *AEDM_CONFIGS]) if variant_config(variant, d) is not None]
+        raise SystemExit(f"variant {variant!r} has no config for dataset {dataset!r}; it runs on {', '.join(have)}")
+    return found
 
 
 def distill_row(teacher: Path, dataset: str, variant: str, seed: int, runs: Path) -> dict[str, object]:
@@ -190,7 +218,7 @@ def distill_row(teacher: Path, dataset: str, variant: str, seed: int, runs: Path
 
     out = runs / f"{teacher.name}-{variant}-s{seed}"
     path = teacher.relative_to(ROOT) if teacher.is_relative_to(ROOT) else teacher
-    config, settings = variant_config(variant, dataset)
+    config, settings = require_config(variant, dataset)
     overrides = {"teacher.path": str(path), "run.seed": seed, **settings}
     result = fedkd.run(ROOT / "simulations" / config, overrides=overrides, out=out,
                        resume=(out / "config.toml").exists())
@@ -224,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.distill:
         path = args.out / "teacher_panel_distill.csv"
         for variant in args.variants:
-            variant_config(variant, args.dataset)
+            require_config(variant, args.dataset)
         rows = [distill_row(t, args.dataset, variant, seed, args.runs) for seed in args.seeds for t in teachers
                 for variant in args.variants]
         table = merge_rows(pd.DataFrame(rows), path, ["teacher", "variant", "seed"])
