@@ -1,0 +1,24 @@
+"""The teacher panel's per-(teacher, method, mode) table keeps only runs of a config as shipped, per dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedkd_benchmarks.teacher_panel import DISTILL_VARIANTS, METHOD_CELLS, as_shipped, require_config
+
+
+def test_the_shipped_cell_follows_each_dataset_config() -> None:
+    # tandemgan_mnist.toml ships the stroke body with logit adjustment; tandemgan_digits28.toml the MLP body without
+    assert as_shipped("tandemgan-adjusted", "mnist5k") and not as_shipped("tandemgan", "mnist5k")
+    assert as_shipped("tandemgan", "digits28") and not as_shipped("tandemgan-adjusted", "digits28")
+    # choosing the method, the mode or AEDM's steering keeps a config as shipped; other settings do not
+    assert all(as_shipped(v, "mnist5k") for v in ("fonts", "fonts-steered", "fonts-proba", "real", "dfme-proba"))
+    assert not any(as_shipped(v, "mnist5k") for v in ("fonts-steps4", "fonts-adjusted", "adapted", "tandemgan-strokes"))
+    assert not as_shipped("fonts", "digits28")  # no AEDM config for digits28
+    assert set(METHOD_CELLS) <= set(DISTILL_VARIANTS)
+
+
+def test_a_variant_without_a_config_for_the_dataset_is_refused_in_one_line() -> None:
+    with pytest.raises(SystemExit, match="^variant 'fonts' has no config for dataset 'digits28'; it runs on mnist5k$"):
+        require_config("fonts", "digits28")
+    assert require_config("real", "digits28") == ("tandemgan_digits28.toml", {"distill.method": "real"})
