@@ -27,12 +27,16 @@ COLLAPSE_SHARE = 0.5
 #: Queries answered before the histogram is judged: enough for any query source to have left its start.
 WARN_AFTER = 5_000
 #: What to try, by query source: a prior's framing can be changed; a generator that starts from noise cannot be
-#: steered to inputs the teacher reads as other classes when every input it reaches is read as one.
+#: steered to inputs the teacher reads as other classes when every input it reaches is read as one, but what its
+#: body draws can be changed: the batch-norm teachers of the panel read the MLP body's smooth images as one class
+#: and its pen strokes as many (``benchmarks/teacher_panel.py``).
 REMEDIES = {
     "aedm": "try queries closer to the teacher's inputs (aedm.adapt_queries, another prior or aedm.query_box, "
             "distill.method = 'real' with public data) or check the teacher",
-    "generator": "a generator that starts from noise rarely leaves inputs read as one class; try distill.method = "
-                 "'aedm' with a prior of public data or 'real' with public data, or check the teacher",
+    "generator": "a generator that starts from noise rarely leaves inputs read as one class; if it draws smooth "
+                 "images (tandemgan.body or dfme.body = 'mlp'), try 'strokes', which batch-norm teachers read as "
+                 "many classes; else try distill.method = 'aedm' with a prior of public data or 'real' with public "
+                 "data, or check the teacher",
 }
 #: The query sources that are generators trained from noise (the rest draw from a prior, data or noise directly).
 GENERATOR_METHODS = frozenset({"tandemgan", "dfme"})
