@@ -22,7 +22,11 @@ alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two
 adjustment; ``tandemgan-strokes``: without the adjustment; ``tandemgan``: with the MLP body it had before), for
 every teacher
 (``teacher_panel_distill.csv``: the final student, its ratio to the teacher, the answer histogram and the run's
-time). Runs are kept under ``--runs`` and a finished one is read back, not run again.
+time). The other methods and modes of ``benchmarks/blackbox_distill.py`` are variants too (``real``, ``random``,
+``dfme``, ``dfme-proba``, ``tandemgan-proba``, ``fonts-steered``, ``fonts-proba``; :data:`METHOD_CELLS`), for the
+README's per-(teacher, method, mode) table. ``--dataset digits28`` runs the digits28 panel with
+``tandemgan_digits28.toml`` (it has no AEDM config). Runs are kept under ``--runs`` and a finished one is read
+back, not run again.
 
     python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
