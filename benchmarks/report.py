@@ -611,10 +611,7 @@ def teacher_panel() -> str:
     choice = read("teacher_panel_choice.csv")
 
     def cell(values: pd.Series) -> str:
-        if values.empty:
-            return "–"
-        spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
-        return f"{values.mean():.3f}{spread} ({len(values)})"
+        return "–" if values.empty else f"{mean_spread(values)} ({len(values)})"
 
     rows = []
     for teacher, group in runs.groupby("teacher", sort=False):
@@ -677,13 +674,11 @@ def teacher_panel_methods() -> str:
 def digits28_strokes_sentence(runs: pd.DataFrame) -> str:
     """``tandemgan_digits28.toml`` (the MLP body, no logit adjustment) against the same with mnist5k's stroke body and
     logit adjustment, on the digits28 panel where both ran."""
-    digits28 = runs[runs["teacher"].str.startswith("digits28-")]
-    both, comparison = paired_ratios(digits28, "tandemgan-adjusted", "tandemgan")
-    if both.empty:
-        return "On digits28, TandemGAN was not run with the stroke body and logit adjustment."
-    return (f"On digits28, TandemGAN with `tandemgan_mnist.toml`'s stroke body and logit adjustment (`--set "
-            f"tandemgan.body=strokes --set distill.logit_adjustment=1`) against `tandemgan_digits28.toml` as shipped "
-            f"(the MLP body, no adjustment), {comparison}; {teachers_met(both)}.")
+    return compared(runs[runs["teacher"].str.startswith("digits28-")], "tandemgan-adjusted", "tandemgan",
+                    "On digits28, TandemGAN with `tandemgan_mnist.toml`'s stroke body and logit adjustment (`--set "
+                    "tandemgan.body=strokes --set distill.logit_adjustment=1`) against `tandemgan_digits28.toml` as "
+                    "shipped (the MLP body, no adjustment)",
+                    "On digits28, TandemGAN was not run with the stroke body and logit adjustment.")
 
 
 def mean_spread(values: pd.Series) -> str:
@@ -724,22 +719,25 @@ def steps_sentence(runs: pd.DataFrame) -> str:
 
 def aedm_adjustment_sentence(runs: pd.DataFrame) -> str:
     """``aedm_mnist.toml`` with its student's loss adjusted (``fonts-adjusted``) against as shipped, where both ran."""
-    both, comparison = paired_ratios(runs, "fonts-adjusted", "fonts")
-    if both.empty:
-        return "AEDM was not run with logit adjustment on the panel."
-    return (f"AEDM with logit adjustment (`--set distill.logit_adjustment=1`, as TandemGAN) against as shipped "
-            f"(without it), {comparison}; {teachers_met(both)}.")
+    return compared(runs, "fonts-adjusted", "fonts",
+                    "AEDM with logit adjustment (`--set distill.logit_adjustment=1`, as TandemGAN) against as shipped "
+                    "(without it)", "AEDM was not run with logit adjustment on the panel.")
 
 
 def selection_sentence(runs: pd.DataFrame) -> str:
     """How selecting queries towards the classes the teacher has named least compares with the framing adapted alone
     (both with the digits prior), on the (teacher, seed) pairs where both ran."""
-    both, comparison = paired_ratios(runs, "selected", "adapted")
-    if both.empty:
-        return "Selection (`aedm.select_from`) was not run on the panel."
-    return (f"With the digits prior, selecting each query from four decoded images towards the classes the teacher "
-            f"has named least (`--set aedm.select_from=4`, same budget) against the framing adapted alone, "
-            f"{comparison}; {teachers_met(both)}.")
+    return compared(runs, "selected", "adapted",
+                    "With the digits prior, selecting each query from four decoded images towards the classes the "
+                    "teacher has named least (`--set aedm.select_from=4`, same budget) against the framing adapted "
+                    "alone", "Selection (`aedm.select_from`) was not run on the panel.")
+
+
+def compared(runs: pd.DataFrame, variant: str, baseline: str, lead: str, missing: str) -> str:
+    """``lead``, then ``paired_ratios``' comparison of ``variant`` with ``baseline`` and ``teachers_met``; ``missing``
+    where the two never ran on the same (teacher, seed)."""
+    both, comparison = paired_ratios(runs, variant, baseline)
+    return missing if both.empty else f"{lead}, {comparison}; {teachers_met(both)}."
 
 
 def teachers_met(both: pd.DataFrame) -> str:
@@ -768,11 +766,9 @@ def tandemgan_sentence(runs: pd.DataFrame) -> str:
 
 def adjustment_sentence(runs: pd.DataFrame) -> str:
     """TandemGAN's stroke body with logit adjustment (shipped) against the same without it, where both ran."""
-    both, comparison = paired_ratios(runs, TANDEMGAN_SHIPPED, "tandemgan-strokes")
-    if both.empty:
-        return "TandemGAN was not run both with and without logit adjustment on the panel."
-    return (f"With logit adjustment (shipped) against without it (`--set distill.logit_adjustment=0`), "
-            f"{comparison}; {teachers_met(both)}.")
+    return compared(runs, TANDEMGAN_SHIPPED, "tandemgan-strokes",
+                    "With logit adjustment (shipped) against without it (`--set distill.logit_adjustment=0`)",
+                    "TandemGAN was not run both with and without logit adjustment on the panel.")
 
 
 def strokes_sentence(runs: pd.DataFrame) -> str:
