@@ -142,7 +142,8 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 #: selected from four decoded images towards the classes the teacher has named least (``selected``);
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
 #: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
-#: and with the MLP body it shipped before that (``tandemgan``: smooth grey images).
+#: and with the MLP body it shipped before that (``tandemgan``: smooth grey images); ``tandemgan-proba-plain`` is
+#: its proba mode without the adjustment, which proba mode ignored until the adjustment applied to both modes.
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts": ("aedm", {}),
     "fonts-steps4": ("aedm", {"aedm.sampling_steps": 4}),
@@ -156,6 +157,7 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts-steered": ("aedm", {"aedm.steer": True}),
     "fonts-proba": ("aedm", {"distill.mode": "proba"}),
     "tandemgan-proba": ("tandemgan", {"distill.mode": "proba"}),
+    "tandemgan-proba-plain": ("tandemgan", {"distill.mode": "proba", "distill.logit_adjustment": 0.0}),
     "dfme": ("tandemgan", {"distill.method": "dfme"}),
     "dfme-proba": ("tandemgan", {"distill.method": "dfme", "distill.mode": "proba"}),
     "random": ("tandemgan", {"distill.method": "random"}),

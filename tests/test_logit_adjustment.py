@@ -1,5 +1,5 @@
 """Logit adjustment (``distill.logit_adjustment``): a student trained on skewed label answers still predicts the
-rare classes, in the online loop and in the store stage; probability answers are left as they are."""
+rare classes, in the online loop and in the store stage, from label and from probability answers."""
 
 import math
 
@@ -61,13 +61,17 @@ def test_the_store_stage_applies_the_same_adjustment():
         assert _balanced_accuracy(adjusted) > _balanced_accuracy(plain) + 0.15
 
 
-def test_probability_answers_are_not_adjusted():
-    adjusted, distiller = _distilled(1.0, 0, mode="proba")
-    plain, _ = _distilled(0.0, 0, mode="proba")
+def test_probability_answers_are_adjusted_by_the_histogram_of_their_arg_max():
+    """In proba mode the student's loss sees ``s + tau * log pi`` too, and the adjusted students name the rare
+    class more often on the mean of three seeds (measured 0.677 against 0.642 balanced accuracy)."""
+    _, distiller = _distilled(1.0, 0, mode="proba")
+    counts = distiller.answers.counts
+    assert counts[1] < counts[0] / 10  # the rare class is rare in the answers' arg-max
     logits = torch.randn(4, 2)
-    assert torch.equal(distiller.adjusted(logits), logits)
-    for a, b in zip(adjusted.parameters(), plain.parameters(), strict=True):
-        assert torch.equal(a, b)
+    assert torch.allclose(distiller.adjusted(logits), logits + log_class_prior(counts, 2))
+    gains = [_balanced_accuracy(_distilled(1.0, seed, mode="proba")[0])
+             - _balanced_accuracy(_distilled(0.0, seed, mode="proba")[0]) for seed in range(3)]
+    assert sum(gains) / 3 > 0
 
 
 def test_a_negative_adjustment_is_refused():

@@ -64,14 +64,17 @@ class DistillConfig:
     run (0 keeps torch's default): these small networks run fastest on one thread, and five times
     slower on two threads of a busy 2-core machine.
 
-    ``logit_adjustment`` (``tau``; 0 turns it off) corrects, in label mode, for the classes the teacher answers
-    rarely: the student is trained on ``s + tau * log pi``, ``pi`` the answer histogram so far
-    (``log_class_prior``), so that its own logits ``s`` estimate the teacher's answer under balanced classes
-    (logit adjustment, Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent for the
-    balanced error, not a tuned one). A generator may find the inputs a teacher reads as some classes far more
-    rarely than others, and a student trained on those answers alone then rarely predicts the rare classes on real
-    digits. Probability answers are matched whole and carry the teacher's own calibration, so proba
-    mode trains on ``s`` unchanged. The store stage applies the same correction.
+    ``logit_adjustment`` (``tau``; 0 turns it off) corrects for the classes the teacher answers rarely: the
+    student is trained on ``s + tau * log pi``, ``pi`` the histogram of the answers so far (``log_class_prior``;
+    in proba mode, of their arg-max), so that its own logits ``s`` estimate the teacher's answer under balanced
+    classes (logit adjustment, Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent
+    for the balanced error, not a tuned one). A generator may find the inputs a teacher reads as some classes far
+    more rarely than others, and a student trained on those answers alone then rarely predicts the rare classes on
+    real digits. Probability answers need it for the same reason: they say how the teacher reads each query, not
+    how often the queries are of each class, and a student that learns them on a skewed query stream still leans
+    to the classes the stream holds most. The same algebra holds in both modes (the loss is minimised where
+    ``softmax(s)`` is the teacher's answer divided by ``pi``, renormalised). The store stage applies the same
+    correction.
     """
 
     method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
@@ -342,9 +345,9 @@ class BlackBoxDistiller:
 
     def adjusted(self, logits: torch.Tensor) -> torch.Tensor:
         """The student's ``logits`` as its loss sees them: plus ``tau * log pi`` from the answers so far
-        (``DistillConfig.logit_adjustment``), unchanged when that is off or in proba mode."""
+        (``DistillConfig.logit_adjustment``), unchanged when that is off."""
         tau = self.config.logit_adjustment
-        if not tau or self.oracle.mode != "label":
+        if not tau:
             return logits
         return logits + tau * log_class_prior(self.answers.counts, logits.shape[1]).to(logits.device)
 
