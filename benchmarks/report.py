@@ -668,7 +668,17 @@ def teacher_panel_methods() -> str:
                          f"({seeds.min()}-{seeds.max()} seeds each), ratio {ratios.min():.3f}-{ratios.max():.3f} "
                          f"(mean over seeds per teacher), at or above 0.9 on {int((ratios >= 0.9).sum())}.")
     return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r"], rows) + "\n"
-            + prose(*sentences, digits28_strokes_sentence(everything)))
+            + prose(*sentences, proba_adjustment_sentence(everything), digits28_strokes_sentence(everything)))
+
+
+def proba_adjustment_sentence(runs: pd.DataFrame) -> str:
+    """TandemGAN in proba mode with logit adjustment (``tandemgan_mnist.toml``'s, which now applies to probability
+    answers too) against the same without it, on the mnist5k panel where both ran."""
+    return compared(runs[runs["teacher"].str.startswith("mnist5k-")], "tandemgan-proba", "tandemgan-proba-plain",
+                    "On mnist5k, TandemGAN in proba mode with `tandemgan_mnist.toml`'s logit adjustment, which now "
+                    "applies to probability answers too, against without it (`--set distill.logit_adjustment=0`; "
+                    "proba mode ignored the setting before)",
+                    "On mnist5k, TandemGAN in proba mode was not run both with and without logit adjustment.")
 
 
 def digits28_strokes_sentence(runs: pd.DataFrame) -> str:
