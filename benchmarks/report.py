@@ -667,7 +667,8 @@ def teacher_panel_methods() -> str:
         counts = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
         sentences.append(f"- {dataset}, `{method}/{mode}`: run on {len(ratios)} of {panel} teachers "
                          f"({counts} seed{'s' if seeds.max() > 1 else ''} each), "
-                         f"ratio {ratios.min():.3f}-{ratios.max():.3f} (mean over seeds per teacher), at or above 0.9 on {int((ratios >= 0.9).sum())}.")
+                         f"ratio {ratios.min():.3f}-{ratios.max():.3f} (mean over seeds per teacher), "
+                         f"at or above 0.9 on {int((ratios >= 0.9).sum())}.")
     return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r"], rows) + "\n"
             + prose(*sentences, proba_adjustment_sentence(everything), digits28_strokes_sentence(everything)))
 
