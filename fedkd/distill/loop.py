@@ -73,8 +73,10 @@ class DistillConfig:
     real digits. Probability answers need it for the same reason: they say how the teacher reads each query, not
     how often the queries are of each class, and a student that learns them on a skewed query stream still leans
     to the classes the stream holds most. The same algebra holds in both modes (the loss is minimised where
-    ``softmax(s)`` is the teacher's answer divided by ``pi``, renormalised). The store stage applies the same
-    correction.
+    ``softmax(s)`` is the teacher's answer divided by ``pi``, renormalised). Where the queries collapse onto one
+    class (DFME's generator), proba mode pays for it: ``pi`` is then near zero for the other classes, and dividing
+    the teacher's small probabilities on them by it makes the student over-predict them (README, the black-box
+    table's proba column). The store stage applies the same correction.
     """
 
     method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
