@@ -82,7 +82,7 @@ class AnswerHistogram:
         if answers.dim() == 1:
             self.mass = counts.double()
             return
-        mass = torch.zeros(width, dtype=torch.float64)
+        mass = torch.zeros(width, dtype=torch.float64, device="cpu")
         mass[:answers.shape[1]] += answers.detach().double().sum(dim=0).cpu()
         mass[:len(self.mass)] += self.mass
         self.mass = mass
