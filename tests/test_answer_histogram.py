@@ -55,23 +55,6 @@ def test_label_and_proba_answers_count_alike_and_the_state_round_trips() -> None
     restored.load_state_dict(by_label.state_dict())
     restored.add(torch.tensor([5]))
     assert restored.counts.tolist() == [1, 1, 4, 0, 0, 1] and by_label.counts.tolist() == [1, 1, 4]
-    assert restored.mass.tolist() == [1, 1, 4, 0, 0, 1]
-
-
-def test_the_class_mass_sums_probability_answers_and_round_trips() -> None:
-    by_proba = AnswerHistogram()
-    by_proba.add(torch.tensor([[0.6, 0.4, 0.0], [0.1, 0.2, 0.7]]))
-    by_proba.add(torch.tensor([[0.5, 0.5, 0.0]]))
-    assert by_proba.counts.tolist() == [2, 0, 1]  # the arg-max of the tie is the first class
-    assert by_proba.mass.tolist() == pytest.approx([1.2, 1.1, 0.7])
-    restored = AnswerHistogram()
-    restored.load_state_dict(by_proba.state_dict())
-    restored.add(torch.tensor([[0.0, 0.0, 1.0]]))
-    assert restored.mass.tolist() == pytest.approx([1.2, 1.1, 1.7])
-    assert by_proba.mass.tolist() == pytest.approx([1.2, 1.1, 0.7])  # a copy, not shared
-    old_checkpoint = AnswerHistogram()
-    old_checkpoint.load_state_dict({"counts": torch.tensor([2, 0, 1])})
-    assert old_checkpoint.mass.tolist() == [2.0, 0.0, 1.0]
 
 
 class BiasedTeacher(nn.Module):

@@ -50,10 +50,6 @@ def remedy_for(method: str) -> str:
 class AnswerHistogram:
     """Counts of the teacher's answers per class, cumulative over the run, and the collapse warning.
 
-    ``mass`` is the answers' class mass: the sum of the probability rows in proba mode, the counts in label mode.
-    It is what the answers say of how often the queries are of each class, where ``counts`` is how often each
-    class was the teacher's first choice; logit adjustment's class prior is taken from it.
-
     ``entropy`` is in nats, from 0 (one class) to ``log C`` (all ``C`` classes equally often; 2.303 for ten
     classes), over the classes answered so far. ``collapse_warning`` returns its message once, at the first call
     after ``warn_after`` answers with one class above ``share`` of them; the counts are part of a run's checkpoint
@@ -61,8 +57,7 @@ class AnswerHistogram:
     """
 
     def __init__(self, warn_after: int = WARN_AFTER, share: float = COLLAPSE_SHARE) -> None:
-        self.counts = torch.zeros(0, dtype=torch.int64, device="cpu")  # a few numbers: kept on the CPU, any device
-        self.mass = torch.zeros(0, dtype=torch.float64, device="cpu")
+        self.counts = torch.zeros(0, dtype=torch.int64, device="cpu")  # a few integers: kept on the CPU, any device
         self.warn_after, self.share = warn_after, share
         self.warned = False
 
@@ -71,21 +66,13 @@ class AnswerHistogram:
         return int(self.counts.sum())
 
     def add(self, answers: torch.Tensor) -> None:
-        """Count ``answers``: class indices (label mode) or one row of probabilities per query (proba mode), and add
-        their class mass."""
+        """Count ``answers``: class indices (label mode) or one row of probabilities per query (proba mode)."""
         classes = (answers if answers.dim() == 1 else answers.argmax(dim=1)).detach().cpu()
         width = max(len(self.counts), int(classes.max()) + 1 if len(classes) else 0,
                     answers.shape[1] if answers.dim() == 2 else 0)
         counts = torch.bincount(classes, minlength=width)
         counts[:len(self.counts)] += self.counts
         self.counts = counts
-        if answers.dim() == 1:
-            self.mass = counts.double()
-            return
-        mass = torch.zeros(width, dtype=torch.float64, device="cpu")
-        mass[:answers.shape[1]] += answers.detach().double().sum(dim=0).cpu()
-        mass[:len(self.mass)] += self.mass
-        self.mass = mass
 
     def entropy(self) -> float:
         """The entropy (nats) of the answered classes' frequencies; nan before any answer."""
@@ -123,10 +110,7 @@ class AnswerHistogram:
                 f"and the student will learn little; {remedy}")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"counts": self.counts.clone(), "mass": self.mass.clone()}
+        return {"counts": self.counts.clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore ``state``; a checkpoint written before ``mass`` was kept restores it as the counts, which is
-        what such a run's class prior was."""
         self.counts = state["counts"].to(torch.int64).clone()
-        self.mass = state.get("mass", self.counts).to(torch.float64).clone()

@@ -65,19 +65,18 @@ class DistillConfig:
     slower on two threads of a busy 2-core machine.
 
     ``logit_adjustment`` (``tau``; 0 turns it off) corrects for the classes the teacher answers rarely: the
-    student is trained on ``s + tau * log pi``, ``pi`` the class prior of the answers so far (``log_class_prior``
-    of ``AnswerHistogram.mass``: their histogram in label mode, the sum of the answered probabilities in proba
-    mode), so that its own logits ``s`` estimate the teacher's answer under balanced classes (logit adjustment,
-    Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent for the balanced error, not a
-    tuned one). A generator may find the inputs a teacher reads as some classes far more rarely than others, and a
-    student trained on those answers alone then rarely predicts the rare classes on real digits. Probability
-    answers need it for the same reason: a student that learns them on a skewed query stream still leans to the
-    classes the stream holds most. The same algebra holds in both modes (the loss is minimised where
-    ``softmax(s)`` is the teacher's answer divided by ``pi``, renormalised). In proba mode ``pi`` is the mean
-    answer, the label prior that soft targets define, and not the histogram of their arg-max: where the queries
-    collapse onto one class (DFME's generator) that histogram is near zero for the other classes, and dividing the
-    teacher's small probabilities on them by it made the student over-predict them (README, the black-box table).
-    The store stage applies the same correction.
+    student is trained on ``s + tau * log pi``, ``pi`` the histogram of the answers so far (``log_class_prior``;
+    in proba mode, of their arg-max), so that its own logits ``s`` estimate the teacher's answer under balanced
+    classes (logit adjustment, Menon et al., ICLR 2021; ``tau = 1`` is the value that makes the loss consistent
+    for the balanced error, not a tuned one). A generator may find the inputs a teacher reads as some classes far
+    more rarely than others, and a student trained on those answers alone then rarely predicts the rare classes on
+    real digits. Probability answers need it for the same reason: they say how the teacher reads each query, not
+    how often the queries are of each class, and a student that learns them on a skewed query stream still leans
+    to the classes the stream holds most. The same algebra holds in both modes (the loss is minimised where
+    ``softmax(s)`` is the teacher's answer divided by ``pi``, renormalised). Where the queries collapse onto one
+    class (DFME's generator), proba mode pays for it: ``pi`` is then near zero for the other classes, and dividing
+    the teacher's small probabilities on them by it makes the student over-predict them (README, the black-box
+    table's proba column). The store stage applies the same correction.
     """
 
     method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
@@ -352,7 +351,7 @@ class BlackBoxDistiller:
         tau = self.config.logit_adjustment
         if not tau:
             return logits
-        return logits + tau * log_class_prior(self.answers.mass, logits.shape[1]).to(logits.device)
+        return logits + tau * log_class_prior(self.answers.counts, logits.shape[1]).to(logits.device)
 
     def train_on_store(self, training: StoreTraining | None = None) -> int:
         """The store stage (``training``, else ``store_training``): the student trains on every stored answer;

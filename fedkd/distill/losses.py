@@ -36,12 +36,11 @@ def disagreement(student_logits: torch.Tensor, answers: torch.Tensor, mode: str)
     return (student - teacher).abs().mean(dim=1)
 
 
-def log_class_prior(mass: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """``log pi``: the log frequencies of ``mass`` (the answers' mass per class: counts of labels or sums of
-    probabilities, possibly fewer than ``n_classes`` entries), add-one smoothed over ``n_classes`` so a class never
-    answered has a finite log prior."""
+def log_class_prior(counts: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """``log pi``: the log frequencies of ``counts`` (answers per class, possibly fewer than ``n_classes``
+    entries), add-one smoothed over ``n_classes`` so a class never answered has a finite log prior."""
     padded = torch.ones(n_classes, dtype=torch.float64)
-    padded[:len(mass)] += mass.double()
+    padded[:len(counts)] += counts.double()
     return (padded / padded.sum()).log().float()
 
 
