@@ -32,7 +32,7 @@ def _script_module():
 def _run_script(workdir: Path, timeout: float) -> subprocess.CompletedProcess:
     """Run the script; past ``timeout`` it gets SIGTERM (it then stops what it started) before a kill."""
     argv = [sys.executable, str(SCRIPT), "--nodes", str(NODES), "--rounds", str(ROUNDS), "--probe-unregistered"]
-    argv += ["--workdir", str(workdir), "--timeout", "90"]
+    argv += ["--workdir", str(workdir), "--timeout", "150"]  # per step; the suite runs beside it on the same cores
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         try:
             out, _ = proc.communicate(timeout=timeout)
@@ -53,7 +53,7 @@ def test_tls_deployment_with_registered_nodes_learns_refuses_strangers_and_leave
     deploy_local = _script_module()
     work = tmp_path.resolve()
     try:
-        result = _run_script(work, timeout=250)
+        result = _run_script(work, timeout=280)
     finally:
         leftovers = deploy_local.processes_in(work)
         for pid in leftovers:
