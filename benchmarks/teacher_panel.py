@@ -143,7 +143,9 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
 #: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
 #: and with the MLP body it shipped before that (``tandemgan``: smooth grey images); ``tandemgan-proba-plain`` is
-#: its proba mode without the adjustment, which proba mode ignored until the adjustment applied to both modes.
+#: its proba mode without the adjustment, which proba mode ignored until the adjustment applied to both modes;
+#: ``tandemgan-view`` has its generator play against the student as the loss sees it
+#: (``distill.synthesizer_view = "adjusted"``).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts": ("aedm", {}),
     "fonts-steps4": ("aedm", {"aedm.sampling_steps": 4}),
@@ -154,6 +156,7 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "tandemgan": ("tandemgan", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
     "tandemgan-strokes": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
     "tandemgan-adjusted": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
+    "tandemgan-view": ("tandemgan", {"distill.synthesizer_view": "adjusted"}),
     "fonts-steered": ("aedm", {"aedm.steer": True}),
     "fonts-proba": ("aedm", {"distill.mode": "proba"}),
     "tandemgan-proba": ("tandemgan", {"distill.mode": "proba"}),

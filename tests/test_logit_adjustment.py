@@ -1,5 +1,6 @@
 """Logit adjustment (``distill.logit_adjustment``): a student trained on skewed label answers still predicts the
-rare classes, in the online loop and in the store stage, from label and from probability answers."""
+rare classes, in the online loop and in the store stage, from label and from probability answers; a synthesizer sees
+the student raw or as its loss sees it (``distill.synthesizer_view``)."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from fedkd.distill.baselines import RandomNoise
-from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
+from fedkd.distill.loop import BlackBoxDistiller, DistillConfig, Proposal
 from fedkd.distill.losses import log_class_prior
 from fedkd.distill.store import StoreTraining
 from fedkd.errors import ConfigError
@@ -79,3 +80,49 @@ def test_a_negative_adjustment_is_refused():
         DistillConfig(logit_adjustment=-1.0).validate()
     with pytest.raises(ConfigError, match="got nan"):
         DistillConfig(logit_adjustment=math.nan).validate()
+
+
+class SeenLogits(RandomNoise):
+    """Random noise that asks its own batch and records, on fixed images, the logits of the student it is handed
+    beside those of ``raw``, the student itself."""
+
+    probe = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(7))
+
+    def __init__(self, raw: torch.nn.Module) -> None:
+        super().__init__(1, 4, seed=0)
+        self.raw = raw
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def queries_per_step(self, batch_size: int, mode: str) -> int:
+        return batch_size
+
+    def propose(self, student: torch.nn.Module, batch_size: int, mode: str) -> Proposal:
+        return Proposal(queries=self.sample(batch_size), keep=batch_size)
+
+    def learn(self, student, proposal, answers, replay):
+        with torch.no_grad():
+            self.seen.append((student(self.probe), self.raw(self.probe)))
+        return proposal.queries, answers
+
+
+@pytest.mark.parametrize("view", ["raw", "adjusted"])
+def test_the_synthesizer_sees_the_student_raw_or_as_its_loss_sees_it(view):
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    config = DistillConfig(method="random", batch_size=100, student_steps=1, logit_adjustment=1.0,
+                           synthesizer_view=view)
+    synthesizer = SeenLogits(student)
+    distiller = BlackBoxDistiller(student, ModelOracle(RareOne(), mode="label", budget=2000), synthesizer, config)
+    distiller.run()
+    assert distiller.answers.counts[1] < distiller.answers.counts[0] / 10
+    seen, raw = synthesizer.seen[-1]
+    if view == "raw":
+        assert torch.equal(seen, raw)
+    else:
+        offset = (seen - raw)[0]
+        assert torch.allclose(seen - raw, offset.expand_as(seen))  # one offset per class, the same for every image
+        assert offset[1] - offset[0] < -2  # log(pi_1 / pi_0): the rare class is pushed down
+
+
+def test_an_unknown_synthesizer_view_is_refused():
+    with pytest.raises(ConfigError, match=r"distill.synthesizer_view must be one of raw, adjusted, got 'teacher'"):
+        DistillConfig(synthesizer_view="teacher").validate()

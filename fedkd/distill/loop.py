@@ -51,6 +51,7 @@ from fedkd.seeding import torch_generator
 
 AnsweredBatch = tuple[torch.Tensor, torch.Tensor]
 STUDENT_OPTIMIZERS: tuple[str, ...] = ("rmsprop", "adam", "sgd")
+SYNTHESIZER_VIEWS: tuple[str, ...] = ("raw", "adjusted")
 log = logging.getLogger("fedkd")
 
 
@@ -77,6 +78,13 @@ class DistillConfig:
     class (DFME's generator), proba mode pays for it: ``pi`` is then near zero for the other classes, and dividing
     the teacher's small probabilities on them by it makes the student over-predict them (README, the black-box
     table's proba column). The store stage applies the same correction.
+
+    ``synthesizer_view`` is the student a synthesizer's objectives see: ``"raw"``, its own logits, or
+    ``"adjusted"``, its logits as the loss sees them (plus ``tau * log pi``: its estimate of the teacher's answer on
+    the query stream). With the adjustment on, the raw student is balanced, so a generator that balances the raw
+    student's predictions over its batch (TandemGAN's marginal-entropy term) believes it draws the classes the
+    teacher names rarely when the teacher does not name them; the adjusted view asks it for queries the teacher
+    itself would answer evenly. The two are the same when ``logit_adjustment`` is 0.
     """
 
     method: Literal["tandemgan", "dfme", "random", "real", "aedm"] = "tandemgan"
@@ -91,6 +99,7 @@ class DistillConfig:
     checkpoint_every: int = 250_000
     threads: int = 1
     logit_adjustment: float = 0.0
+    synthesizer_view: Literal["raw", "adjusted"] = "raw"
 
     def validate(self) -> None:
         for name in ("budget", "batch_size", "eval_every", "checkpoint_every"):
@@ -104,6 +113,9 @@ class DistillConfig:
             raise ConfigError(f"distill.logit_adjustment must be >= 0 (0 turns it off), got {self.logit_adjustment}")
         if self.threads < 0:
             raise ConfigError(f"distill.threads must be >= 0 (0 keeps torch's default), got {self.threads}")
+        if self.synthesizer_view not in SYNTHESIZER_VIEWS:
+            raise ConfigError(f"distill.synthesizer_view must be one of {', '.join(SYNTHESIZER_VIEWS)}, "
+                              f"got {self.synthesizer_view!r}")
 
 
 @dataclass
@@ -186,6 +198,18 @@ class TimedOracle:
             self.seconds["teacher"] += time.perf_counter() - start
 
 
+class AdjustedStudent(nn.Module):
+    """The student as its loss sees it: ``adjust(student(x))``; parameters, modes and gradients are the student's.
+    What a synthesizer is handed with ``distill.synthesizer_view = "adjusted"``."""
+
+    def __init__(self, student: nn.Module, adjust: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.student, self.adjust = student, adjust
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adjust(self.student(x))
+
+
 class BlackBoxDistiller:
     """Runs the shared loop for one student, oracle and synthesizer, in waves; see the module docstring.
 
@@ -221,6 +245,8 @@ class BlackBoxDistiller:
         self.store_training = store_training or getattr(synthesizer, "store_training", None)
         self.store = AnswerStore() if self.store_training is not None else None
         self.store_rng = torch_generator(seed, "answer-store", device=next(student.parameters()).device)
+        self.synthesizer_student = (AdjustedStudent(student, self.adjusted) if config.synthesizer_view == "adjusted"
+                                    else student)
         self.round = 0
         self.iterations = 0
         self.student_updates = 0
@@ -268,7 +294,7 @@ class BlackBoxDistiller:
         return sum(losses) / len(losses)
 
     def _propose(self) -> Proposal | None:
-        return self.synthesizer.propose(self.student, self.config.batch_size, self.oracle.mode)
+        return self.synthesizer.propose(self.synthesizer_student, self.config.batch_size, self.oracle.mode)
 
     def _answered_per_batch(self) -> list[AnsweredBatch]:
         """One iteration in which every batch is its own oracle call, made after the previous batch's update."""
@@ -318,7 +344,7 @@ class BlackBoxDistiller:
 
     def _learn(self, proposal: Proposal, answers: torch.Tensor) -> AnsweredBatch:
         self._keep(proposal.kept, answers[:proposal.keep])
-        return self.synthesizer.learn(self.student, proposal, answers, self.replay)
+        return self.synthesizer.learn(self.synthesizer_student, proposal, answers, self.replay)
 
     def replay(self, n: int) -> AnsweredBatch:
         """``n`` stored answers drawn with replacement, augmented as the store stage augments them."""
