@@ -10,6 +10,10 @@ gold:
 - ``bila_offline``: BILA on all labels as one chunk; ``bila_long``: online with 100 steps per chunk and no early
   stop: whether more fitting per chunk helps;
 - ``oracle``: the naive-Bayes posterior with the workers' true confusions (the data's own noise, no estimation);
+- ``onecoin_known_spread``: offline one-coin EM whose worker accuracies are shrunk towards the crowd's mean by the
+  strength that the spread of the workers' true accuracies implies: who is good must be estimated from the labels,
+  how much workers differ is given. Where the workers are one-coin (``many_workers``), this bounds what estimating
+  worker accuracies can gain over majority vote much more tightly than ``oracle``;
 - the same four on-arrival columns restricted to the first 30 % of the tasks (``early_*``), where the model has
   seen least;
 - ``ceiling_moments`` / ``ceiling_agreement``: the share of chunks on which the shrinkage strength sits at its
@@ -46,6 +50,28 @@ def oracle(crowd: SyntheticCrowd) -> pd.Series:
     return pd.Series(posterior_from_confusions(enc, log_conf, None).argmax(axis=1), index=enc.tasks)
 
 
+def one_coin_known_spread(crowd: SyntheticCrowd, iterations: int = 50) -> pd.Series:
+    """Labels of ``onecoin_known_spread`` (module docstring): EM from the vote shares; each worker's accuracy is
+    ``(agreement + s * mu) / (labels + s)``, with ``mu`` the crowd's estimated mean accuracy and ``s = mu (1 - mu) /
+    var - 1`` the beta-binomial strength of the true accuracies' spread ``var``."""
+    C = crowd.n_classes
+    agg = MajorityVote(C)
+    enc = agg._encode(crowd.labels, grow=True)
+    workers = np.asarray(agg.workers_)
+    true_accuracy = np.trace(crowd.confusions[workers], axis1=1, axis2=2) / C
+    spread = true_accuracy.mean() * (1 - true_accuracy.mean()) / true_accuracy.var() - 1
+    labels_per_worker = np.bincount(enc.worker, minlength=len(workers))
+    posterior = vote_shares(enc, C)
+    for _ in range(iterations):
+        agreement = np.bincount(enc.worker, weights=posterior[enc.task, enc.label], minlength=len(workers))
+        mean = agreement.sum() / labels_per_worker.sum()
+        accuracy = np.append((agreement + spread * mean) / (labels_per_worker + spread), mean)
+        conf = np.full((len(accuracy), C, C), 1.0) * ((1 - accuracy) / (C - 1))[:, None, None]
+        conf[:, np.arange(C), np.arange(C)] = accuracy[:, None]
+        posterior = posterior_from_confusions(enc, np.log(conf), None)
+    return pd.Series(posterior.argmax(axis=1), index=enc.tasks)
+
+
 def ceiling_share(crowd: SyntheticCrowd, chunks: list[pd.DataFrame], rule: str) -> float:
     """Share of chunks whose shrinkage strength equals the ceiling under ``rule``."""
     agg = BILA(crowd.n_classes, seed=0, shrink_rule=rule)
@@ -70,6 +96,7 @@ def diagnose(name: str, draw: int) -> dict:
         "ds_stream": pd.concat(predict_online(DawidSkene(C, seed=draw), chunks)),
         "bila": pd.concat(predict_online(bila, chunks)),
         "oracle": oracle(crowd),
+        "onecoin_known_spread": one_coin_known_spread(crowd),
     }
     row = {"regime": name, "draw": draw, **{k: gold_accuracy(v, gold)[0] for k, v in labels.items()}}
     row |= {f"early_{k}": gold_accuracy(v, early)[0] for k, v in labels.items()}
