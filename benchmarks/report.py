@@ -633,7 +633,8 @@ def teacher_panel() -> str:
         f"`aedm_mnist.toml` as shipped (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
         f"`{fonts.idxmin()}`), against {met['adapted']} with the digits prior it replaced.", steps_sentence(runs),
         aedm_adjustment_sentence(runs),
-        selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), strokes_sentence(runs))
+        selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), view_sentence(runs),
+        strokes_sentence(runs))
 
 
 @block("teacher_panel_methods")
@@ -781,6 +782,14 @@ def adjustment_sentence(runs: pd.DataFrame) -> str:
     return compared(runs, TANDEMGAN_SHIPPED, "tandemgan-strokes",
                     "With logit adjustment (shipped) against without it (`--set distill.logit_adjustment=0`)",
                     "TandemGAN was not run both with and without logit adjustment on the panel.")
+
+
+def view_sentence(runs: pd.DataFrame) -> str:
+    """TandemGAN with its generator playing against the logit-adjusted student against as shipped, where both ran."""
+    return compared(runs, "tandemgan-view", TANDEMGAN_SHIPPED,
+                    "With the generator playing against the student as its loss sees it, logit-adjusted (`--set "
+                    "distill.synthesizer_view=adjusted`), against as shipped (the raw student)",
+                    "TandemGAN's generator was not run against the logit-adjusted student on the panel.")
 
 
 def strokes_sentence(runs: pd.DataFrame) -> str:
