@@ -35,7 +35,7 @@ import torch
 
 from fedkd.aggregation import BILA, DawidSkene, MajorityVote, predict_online
 from fedkd.aggregation.dawid_skene import posterior_from_confusions, vote_shares
-from fedkd.data.crowd import chunk_tasks, gold_accuracy
+from fedkd.data.crowd import chunk_tasks, gold_accuracy, make_confusions
 from fedkd.data.crowd_regimes import SyntheticCrowd, simulate_regime
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -66,8 +66,8 @@ def one_coin_known_spread(crowd: SyntheticCrowd, iterations: int = 50) -> pd.Ser
         agreement = np.bincount(enc.worker, weights=posterior[enc.task, enc.label], minlength=len(workers))
         mean = agreement.sum() / labels_per_worker.sum()
         accuracy = np.append((agreement + spread * mean) / (labels_per_worker + spread), mean)
-        conf = np.full((len(accuracy), C, C), 1.0) * ((1 - accuracy) / (C - 1))[:, None, None]
-        conf[:, np.arange(C), np.arange(C)] = accuracy[:, None]
+        # the uniform kind draws nothing from the generator when every worker's rate is given
+        conf = make_confusions(len(accuracy), C, "uniform", 1 - accuracy, np.random.default_rng(0))
         posterior = posterior_from_confusions(enc, np.log(conf), None)
     return pd.Series(posterior.argmax(axis=1), index=enc.tasks)
 
