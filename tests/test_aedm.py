@@ -15,6 +15,7 @@ from fedkd.distill.experiment import evaluate_student
 from fedkd.distill.loop import BlackBoxDistiller, DistillConfig
 from fedkd.distill.losses import prediction_entropy
 from fedkd.distill.store import random_affine
+from fedkd.distill.transforms import INK_GAIN, sharpened
 from fedkd.errors import ConfigError
 from fedkd.generative.artifacts import resolve_path
 from fedkd.models import build_classifier
@@ -84,6 +85,32 @@ def test_config_is_checked() -> None:
         AEDMConfig(steer_lr=0).validate()
     with pytest.raises(ConfigError, match="aedm.select_from must be >= 1, got 0"):
         AEDMConfig(select_from=0).validate()
+    for bad in [(0.2,), (0.4, 0.2), (-0.9, 0.2), (0.2, 1.0)]:
+        with pytest.raises(ConfigError, match=r"aedm.ink_level must be empty \(off\) or \[lo, hi\]"):
+            AEDMConfig(ink_level=bad).validate()
+
+
+def test_sharpening_keeps_the_blur_above_each_images_level_as_ink_and_thins_strokes_as_it_rises() -> None:
+    ramp = torch.linspace(-1, 1, 28).expand(4, 1, 28, 28)  # a blur ramp from background to full ink
+    generator = torch.Generator().manual_seed(0)
+    low, high = sharpened(ramp, -0.2, -0.2, generator), sharpened(ramp, 0.4, 0.4, generator)
+    assert set(low.unique().tolist()) >= {-1.0, 1.0} and (low[ramp <= -0.45] == -1).all()
+    assert (low[ramp >= 0.05] == 1).all() and (high[ramp <= 0.15] == -1).all()
+    assert (high == 1).sum() < (low == 1).sum()  # a higher level keeps less ink: thinner strokes
+    varied = sharpened(ramp, -0.2, 0.4, generator)
+    assert len({int((image == 1).sum()) for image in varied}) > 1  # each image its own level
+    assert (sharpened(-torch.ones(2, 1, 8, 8), -0.7, 0.9, generator) == -1).all()  # background stays background
+
+
+def test_sharpened_queries_are_the_plain_ones_at_the_level_and_the_student_learns_what_was_asked(prior) -> None:
+    student = build_classifier("lenet5", 1, 28, 10)
+    plain = AEDM(AEDMConfig(steer=False, **FAST), prior, 28, seed=3)
+    sharp = AEDM(AEDMConfig(steer=False, ink_level=(0.2, 0.2), **FAST), prior, 28, seed=3)
+    expected, proposal = plain.propose(student, 8, "label"), sharp.propose(student, 8, "label")
+    assert sharp.transform.name == "box20+ink0.2to0.2" and proposal.seen is None
+    torch.testing.assert_close(proposal.queries, (INK_GAIN * (expected.queries - 0.2)).clamp(-1, 1))
+    adapting = AEDM(AEDMConfig(steer=False, adapt_queries=64, ink_level=(0.0, 0.3), **FAST), prior, 28, seed=3)
+    assert all(t.ink_level == (0.0, 0.3) for t in adapting.transforms)
 
 
 def test_queries_fill_a_centred_box_on_background() -> None:
@@ -172,7 +199,8 @@ def test_an_adapting_selecting_run_resumes_exactly(tmp_path) -> None:
 
     config = ROOT / "simulations" / "aedm_mnist.toml"
     overrides = {"distill.budget": 1_920, "distill.eval_every": 640, "distill.checkpoint_every": 640,
-                 "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1, "aedm.select_from": 2}
+                 "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1, "aedm.select_from": 2,
+                 "aedm.ink_level": [-0.2, 0.4]}
     complete = fedkd.run(config, overrides=overrides, out=tmp_path / "complete")
     crashed = shutil.copytree(tmp_path / "complete", tmp_path / "crashed")
     latest = sorted((crashed / "checkpoints").glob("ckpt-*.json"))[-1]  # back to mid-probing (1,280 queries)

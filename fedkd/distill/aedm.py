@@ -71,7 +71,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -109,6 +109,9 @@ class AEDMConfig:
     was asked in. ``mixup`` blends pairs of stored queries and their answers' losses in the store stage
     (``fedkd.distill.store.StoreTraining``). ``select_from`` (1: off) is how many decoded images each kept
     query is selected from, towards the classes the teacher has answered least (see the module docstring).
+    ``ink_level`` (``[lo, hi]``; empty: off) sharpens every query, framing candidates included: each decoded image
+    keeps its level set above its own level, uniform in ``[lo, hi]``, as full ink (``fedkd.distill.transforms``), so
+    the UCI digits' blurred blobs reach the teacher, and the student, as sharp strokes of varied width.
     """
 
     section: ClassVar[str] = "aedm"
@@ -134,6 +137,7 @@ class AEDMConfig:
     learn_plain: bool = False
     mixup: bool = False
     select_from: int = 1
+    ink_level: tuple[float, ...] = ()
 
     def validate(self) -> None:
         for name in ("sampling_steps", "steer_steps", "offline_batch_size", "select_from"):
@@ -146,6 +150,9 @@ class AEDMConfig:
         if self.grad_last_k > self.sampling_steps:
             raise ConfigError(f"aedm.grad_last_k ({self.grad_last_k}) must be <= aedm.sampling_steps "
                               f"({self.sampling_steps})")
+        if self.ink_level and not (len(self.ink_level) == 2 and -0.75 < self.ink_level[0] <= self.ink_level[1] < 1):
+            raise ConfigError(f"aedm.ink_level must be empty (off) or [lo, hi] with -0.75 < lo <= hi < 1, got "
+                              f"{list(self.ink_level)} (below -0.75 the background itself turns to ink)")
         for name in ("steer_lr", "offline_lr"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"aedm.{name} must be > 0, got {getattr(self, name)}")
@@ -213,9 +220,11 @@ class AEDM:
         self.device, self.precision = device, precision
         self.rng = torch_generator(seed, "aedm", "noise", device=device)
         self.select_rng = torch_generator(seed, "aedm", "select")
+        self.transform_rng = torch_generator(seed, "aedm", "transform", device=device)
         self.seconds = {"steer": 0.0}
-        self.transforms = (candidates(config.query_box, image_size) if config.adapt_queries
-                           else [QueryTransform(box=config.query_box)])
+        ink = tuple(config.ink_level) or None
+        self.transforms = ([replace(t, ink_level=ink) for t in candidates(config.query_box, image_size)]
+                           if config.adapt_queries else [QueryTransform(box=config.query_box, ink_level=ink)])
         self.answers = [AnswerHistogram() for _ in self.transforms]
         self.proposed = 0
         self.current = 0
@@ -289,13 +298,13 @@ class AEDM:
 
     def framed(self, small: torch.Tensor) -> torch.Tensor:
         """Prior images as the teacher sees them: the current transform (``query_box`` framing unless adapted)."""
-        return self.transform(small, self.image_size)
+        return self.transform(small, self.image_size, self.transform_rng)
 
     def seen(self, small: torch.Tensor, framed: torch.Tensor | None = None) -> torch.Tensor:
         """Prior images as the student learns them: in the plain ``query_box`` framing when ``learn_plain``, else
         as the teacher sees them (``framed``, if already made)."""
         if self.config.learn_plain and self.current != 0:
-            return self.transforms[0](small, self.image_size)
+            return self.transforms[0](small, self.image_size, self.transform_rng)
         return self.framed(small) if framed is None else framed
 
     def selected(self, student: nn.Module, n: int) -> torch.Tensor:
@@ -344,6 +353,7 @@ class AEDM:
 
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.get_state(), "select_rng": self.select_rng.get_state(),
+                "transform_rng": self.transform_rng.get_state(),
                 "seconds": dict(self.seconds), "proposed": self.proposed,
                 "current": self.current, "choice": self.choice, "answers": [h.state_dict() for h in self.answers]}
 
@@ -351,6 +361,8 @@ class AEDM:
         self.rng.set_state(state["rng"])
         if "select_rng" in state:  # checkpoints written before selection existed never drew from it
             self.select_rng.set_state(state["select_rng"])
+        if "transform_rng" in state:  # nor from the transforms' (only sharpening draws from it)
+            self.transform_rng.set_state(state["transform_rng"])
         self.seconds = dict(state["seconds"])
         self.proposed, self.current, self.choice = state["proposed"], state["current"], state["choice"]
         for histogram, saved in zip(self.answers, state["answers"], strict=True):

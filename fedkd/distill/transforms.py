@@ -6,8 +6,13 @@ architectures read such images very differently (``benchmarks/teacher_panel.py``
 correctly, another answers one class for almost all. A ``QueryTransform`` frames the images into a centred box
 (``fedkd.distill.aedm.frame_images``) and then thickens strokes (a max-pool over ``thicken + 1`` pixels; the
 background is -1, ink is higher), blurs (3x3 mean), raises ink contrast (``contrast`` times the height above the
-background, clipped) and jitters the position (``jitter`` pixels, each image its own shift). Every step is
-differentiable, so steering can pass through it.
+background, clipped), sharpens (``ink_level``, below) and jitters the position (``jitter`` pixels, each image its own
+shift). Every step is differentiable almost everywhere, so steering can pass through it.
+
+**Sharpening** (``ink_level = (lo, hi)``). The UCI digits' prior decodes blurred grey blobs that fill the box, where
+MNIST writes sharp strokes. ``clamp(INK_GAIN * (x - t), -1, 1)`` keeps the level set of the blob above ``t`` as
+full ink and the rest as background: a sharp digit whose strokes thin as ``t`` rises. Each image draws its own
+``t`` uniformly in ``[lo, hi]`` (``lo == hi``: one level for all), so the queries carry strokes of many widths.
 
 >>> small = -torch.ones(1, 1, 8, 8); small[0, 0, 2:6, 3:5] = 0.0
 >>> queries = QueryTransform(box=20, thicken=1, contrast=2.0)(small, 28)
@@ -33,6 +38,7 @@ class QueryTransform:
     blur: bool = False
     contrast: float = 1.0
     jitter: int = 0
+    ink_level: tuple[float, float] | None = None
 
     def __call__(self, small: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         from fedkd.distill.aedm import frame_images
@@ -45,6 +51,8 @@ class QueryTransform:
             x = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), value=-1.0), 3, stride=1)
         if self.contrast != 1.0:
             x = (self.contrast * (x + 1) - 1).clamp(-1.0, 1.0)
+        if self.ink_level is not None:
+            x = sharpened(x, *self.ink_level, generator)
         if self.jitter:
             x = shifted(x, self.jitter, generator)
         return x
@@ -53,8 +61,20 @@ class QueryTransform:
     def name(self) -> str:
         parts = [f"box{self.box}"] + ([f"thick{self.thicken + 1}"] if self.thicken else []) + \
             (["blur"] if self.blur else []) + ([f"contrast{self.contrast:g}"] if self.contrast != 1.0 else []) + \
-            ([f"jitter{self.jitter}"] if self.jitter else [])
+            ([f"jitter{self.jitter}"] if self.jitter else []) + \
+            ([f"ink{self.ink_level[0]:g}to{self.ink_level[1]:g}"] if self.ink_level is not None else [])
         return "+".join(parts)
+
+
+#: How steeply ``sharpened`` maps the height above a level to ink: a blur ramp half a unit wide becomes a hard edge.
+INK_GAIN = 4.0
+
+
+def sharpened(x: torch.Tensor, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Each image's level set above its own level ``t`` (uniform in ``[lo, hi]``) as ink, on background -1."""
+    u = torch.rand((len(x), 1, 1, 1), generator=generator, device=None if generator is None else generator.device)
+    levels = lo + (hi - lo) * u.to(x.device)
+    return (INK_GAIN * (x - levels)).clamp(-1.0, 1.0)
 
 
 def shifted(x: torch.Tensor, pixels: int, generator: torch.Generator | None) -> torch.Tensor:
