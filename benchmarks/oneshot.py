@@ -5,7 +5,8 @@ For each cell (federation: ``homogeneous`` = ``simulations/oneshot.toml``, ``het
 through the plain loop (``fedkd.federation.plain``: the same ``QueryServer`` round as the Flower simulation, which
 ``tests/test_oneshot.py`` checks gives identical metrics, without Ray's start-up per cell). A row per run: the
 student's ``test_acc``, the references measured on the same trained clients (one-shot FedAvg where it exists,
-the clients' combined answer in the run's mode and in probability mode, the best single client), rho = student /
+the clients' combined answer in the run's mode and in probability mode, the best single client, and, for a combiner
+that learns the clients, their test answers combined as it learnt them on the queries), rho = student /
 combined answer in the run's mode, Delta = student - one-shot FedAvg, and seconds. Rows are appended as runs
 finish, and cells already in the CSV are skipped, so the grid fills over several invocations.
 
@@ -88,6 +89,7 @@ def run_cell(federation: str, strategy: str, alpha: float, mode: str, seed: int,
             "test_acc": student, "ensemble": refs["test_acc/ensemble"],
             "ensemble_proba": refs.get("test_acc/ensemble_proba", float("nan")),
             "best_client": refs["test_acc/best_client"], "fedavg_oneshot": fedavg,
+            "ensemble_as_taught": refs.get("test_acc/ensemble_as_taught", float("nan")),
             "rho": student / refs["test_acc/ensemble"], "delta_fedavg": student - fedavg, "seconds": seconds}
 
 

@@ -68,3 +68,24 @@ def test_class_aware_weighs_each_client_by_its_share_of_the_class():
     assert labels.argmax(dim=1).tolist() == [0, 1]  # a client's vote for a class it never saw weighs nothing
     with pytest.raises(ValueError, match="no label counts for clients \\[3\\]"):
         combine({3: torch.tensor([0])})
+
+
+def test_reading_combines_with_the_reliabilities_learnt_so_far_and_learns_nothing():
+    gen = torch.Generator().manual_seed(2)
+    rates = [0.1, 0.9, 0.9, 0.2, 0.9]
+    learnt = AnswerCombiner("ds", 10, seed=0)
+    for _ in range(3):
+        learnt(_federation_answers(torch.randint(0, 10, (200,), generator=gen), rates, gen))
+    state = learnt.state_dict()
+    truth = torch.randint(0, 10, (200,), generator=gen)
+    fresh_answers = _federation_answers(truth, rates, gen)
+    read = learnt.read(fresh_answers)
+    assert learnt.state_dict()["tasks_seen"] == 600 and torch.equal(learnt.read(fresh_answers), read)
+    assert (read.argmax(dim=1) == truth).float().mean() > 0.85  # the good clients' answers, as learnt
+    # a fresh DS given only these answers would learn from them; reading the learnt one does not
+    assert not torch.equal(read, AnswerCombiner("ds", 10, seed=0)(fresh_answers))
+    unread = AnswerCombiner("ds", 10, seed=0)
+    unread.load_state_dict(state)
+    assert torch.equal(learnt(fresh_answers), unread(fresh_answers))  # reading left the learnt state as it was
+    mean = AnswerCombiner("mean", 10)
+    assert torch.equal(mean.read(fresh_answers), mean(fresh_answers))

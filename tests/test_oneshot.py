@@ -74,6 +74,15 @@ def test_references_come_from_the_clients_the_student_learnt_from(monkeypatch):
         accuracies.append(evaluate_accuracy(model, x_test, y_test))
         assert {"val_acc", "epochs"} <= set(state.last_metrics) and state.last_metrics["epochs"] <= 4
     assert outcome.server_metrics["test_acc/best_client"] == pytest.approx(max(accuracies), abs=1e-9)
+    assert "test_acc/ensemble_as_taught" not in outcome.server_metrics  # class-aware learns nothing to read with
+
+
+def test_a_learning_combiner_also_reports_the_committee_it_taught_from(monkeypatch):
+    cfg = load_config(CROWD_FEDAVG, {**ONESHOT, "query.combine": "ds"})
+    outcome, _, _ = _one_round(cfg, monkeypatch)
+    metrics = outcome.server_metrics
+    assert 0.0 <= metrics["test_acc/ensemble_as_taught"] <= 1.0
+    assert metrics["test_acc/ensemble_as_taught"] != metrics["test_acc/ensemble"]
 
 
 def test_held_out_items_stay_out_of_training_and_on_their_side(monkeypatch):

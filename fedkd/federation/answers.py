@@ -58,7 +58,6 @@ class AnswerCombiner:
         if not answers:
             raise ValueError("no client answered this query batch")
         ordered = [answers[pid] for pid in sorted(answers)]
-        n = ordered[0].shape[0]
         if self.method == COMBINE_CLASS_AWARE:
             missing = sorted(set(answers) - set(self.class_weights))
             if missing:
@@ -67,18 +66,28 @@ class AnswerCombiner:
             return weighted / weighted.sum(dim=1, keepdim=True).clamp_min(1e-12)
         if self.aggregator is None:
             return torch.stack([_as_probabilities(a, self.n_classes) for a in ordered]).mean(dim=0)
-        labels = [a if a.dim() == 1 else a.argmax(dim=1) for a in ordered]
-        chunk = pd.DataFrame(
-            {
-                "task": np.tile(np.arange(self.tasks_seen, self.tasks_seen + n), len(labels)),
-                "worker": np.repeat([f"client-{pid}" for pid in sorted(answers)], n),
-                "label": torch.cat(labels).numpy(),
-            }
-        )
+        chunk = self._chunk(answers)
         self.aggregator.partial_fit(chunk)
         proba = self.aggregator.predict_proba(chunk)
-        self.tasks_seen += n
+        self.tasks_seen += len(ordered[0])
         return torch.tensor(proba.to_numpy(dtype=np.float32))
+
+    def read(self, answers: dict[int, torch.Tensor]) -> torch.Tensor:
+        """``answers`` combined as this combiner stands, learning nothing from them: for an aggregator, with the
+        clients' reliabilities as it learnt them from the answers it has combined so far. Averaging combiners learn
+        nothing, so this is their ``__call__``."""
+        if self.aggregator is None:
+            return self(answers)
+        proba = self.aggregator.predict_proba(self._chunk(answers))
+        return torch.tensor(proba.to_numpy(dtype=np.float32))
+
+    def _chunk(self, answers: dict[int, torch.Tensor]) -> pd.DataFrame:
+        """The clients' hard labels as crowd labels of new tasks (numbered on from ``tasks_seen``)."""
+        labels = [answers[pid] if answers[pid].dim() == 1 else answers[pid].argmax(dim=1) for pid in sorted(answers)]
+        n = len(labels[0])
+        return pd.DataFrame({"task": np.tile(np.arange(self.tasks_seen, self.tasks_seen + n), len(labels)),
+                             "worker": np.repeat([f"client-{pid}" for pid in sorted(answers)], n),
+                             "label": torch.cat(labels).numpy()})
 
     def state_dict(self) -> dict[str, Any]:
         return {"tasks_seen": self.tasks_seen, "aggregator": self.aggregator.state_dict() if self.aggregator else {}}

@@ -16,7 +16,11 @@ evenly over the rounds from ``query.first_round`` on) is counted by the oracle, 
 
 After each round the clients also answer the test images, outside the budget (evaluation, not training):
 ``test_acc/ensemble`` is the accuracy of their combined answer, the upper reference for the student, and
-``fidelity`` the student's agreement with it; ``query.eval_references`` adds the one-shot protocol's references
+``fidelity`` the student's agreement with it. A combiner that learns the clients (an aggregator such as ``ds``)
+learns them from the queries' answers, and the clients read the queries unlike their own digits: the same test
+answers combined by the run's combiner as it learnt the clients on the queries, learning nothing from the test
+answers, give ``test_acc/ensemble_as_taught``, the committee the student was in fact taught by (absent for the
+averaging combiners, which learn nothing). ``query.eval_references`` adds the one-shot protocol's references
 (``fedkd.federation.references``); ``answer_entropy`` and ``answer_top_share`` describe the combined answers so
 far (``fedkd.distill.histogram``). This module knows nothing of Flower: the round runs against a
 ``ClientLink``.
@@ -170,6 +174,8 @@ class QueryServer:
         with torch.no_grad():
             fidelity = accuracy_of_answers(combined, student(self.x_test).argmax(dim=1))
         metrics = {"test_acc/ensemble": accuracy_of_answers(combined, self.y_test), "fidelity": fidelity}
+        if self.combiner.aggregator is not None and self.combiner.tasks_seen:
+            metrics["test_acc/ensemble_as_taught"] = accuracy_of_answers(self.combiner.read(answers), self.y_test)
         if self.cfg.query.eval_references:
             metrics.update(self._references(answers, trained))
         return metrics
