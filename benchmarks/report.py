@@ -135,7 +135,8 @@ AEDM_LEVERS = {"mixup": "mixup of stored queries and their answers in the store 
                "select-4": "each query chosen from four decoded images towards the classes the combined answers "
                            "name least (`aedm.select_from = 4`)",
                "fonts16": "the prior of digits printed in matplotlib's fonts (`pretrained/prior-fonts16`, shipped "
-                          "in `aedm_mnist.toml`) in place of the UCI digits' prior"}
+                          "in `aedm_mnist.toml`) in place of the UCI digits' prior, decoded with the config's 4 DDIM "
+                          "steps"}
 
 
 @block("oneshot_levers")
@@ -163,21 +164,91 @@ def oneshot_levers() -> str:
                                  "(`distill.logit_adjustment = 1`, as `tandemgan_mnist.toml`)",
                  "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
                  "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)",
-                 **AEDM_LEVERS}
+                 **AEDM_LEVERS, **SESSION16_LEVERS}
     rows = []
     for (federation, strategy, mode), cell in runs.groupby(["federation", "strategy", "mode"], sort=True):
         tags = ["default", *[t for t in described if t in set(cell["tag"])]]
         if len(tags) < 2:
             continue
         for tag in tags:
-            g = cell[cell["tag"] == tag]
-            delta = f"{100 * g['delta_fedavg'].mean():+.1f}" if g["delta_fedavg"].notna().any() else ""
-            setting = shipped[federation, strategy] if tag == "default" else described[tag]
-            rows.append([federation, f"`{strategy}`", mode, setting, f"{len(g)}",
-                         mean_std(g["test_acc"]), mean_std(g["ensemble"]), mean_std(g["rho"], 2), delta])
+            tagged = cell[cell["tag"] == tag]
+            for _, g in tagged.groupby(tagged["seed"] >= SELECTION_SEED, sort=True):
+                delta = f"{100 * g['delta_fedavg'].mean():+.1f}" if g["delta_fedavg"].notna().any() else ""
+                taught = g["ensemble_as_taught"] if "ensemble_as_taught" in g else pd.Series(dtype=float)
+                setting = shipped[federation, strategy] if tag == "default" else described[tag]
+                rows.append([federation, f"`{strategy}`", mode, setting, seed_span(g["seed"]),
+                             mean_std(g["test_acc"]), mean_std(g["ensemble"]), mean_std(g["rho"], 2),
+                             mean_std(taught) if taught.notna().any() else "", delta])
     return table(["clients (one-shot, alpha 0.1)", "strategy", "answers", "setting", "seeds", "student `test_acc`",
-                  "clients' combined answer", "rho", "Delta vs one-shot FedAvg (points)"],
-                 ["l", "l", "l", "l", "r", "r", "r", "r", "r"], rows)
+                  "clients' combined answer", "rho", "committee as taught", "Delta vs one-shot FedAvg (points)"],
+                 ["l", "l", "l", "l", "r", "r", "r", "r", "r", "r"], rows)
+
+
+@block("oneshot_as_taught")
+def oneshot_as_taught() -> str:
+    """Where the one-shot student's gap to its committee comes from, and the session-16 levers, from the shipped
+    config's re-run (``rerun``) rows with ``ensemble_as_taught``."""
+    runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedaedm'")
+    rerun = runs.query("tag == 'rerun' and seed < @SELECTION_SEED")
+    paragraphs = []
+    for federation, g in rerun.dropna(subset=["ensemble_as_taught"]).groupby("federation", sort=False):
+        student, committee, taught = (g[c].mean() for c in ("test_acc", "ensemble", "ensemble_as_taught"))
+        paragraphs.append(
+            f"**Where the student's gap comes from** ({federation} clients, seeds {seed_span(g['seed'])}). A run whose "
+            "combiner learns the clients (Dawid-Skene) also logs `test_acc/ensemble_as_taught`: the clients' test "
+            "answers combined by the run's own DS as it learnt the clients from the queries' answers, learning "
+            f"nothing from the test answers. The student reaches {student:.3f} ({per_seed(g['test_acc'])}), the "
+            f"clients' combined answer {committee:.3f} (a DS fitted on their test answers), and the same answers "
+            f"read with the reliabilities DS learnt on the queries {taught:.3f} ({per_seed(g['ensemble_as_taught'])})"
+            f": the student is about as right as the committee it was in fact taught by (ratio "
+            f"{student / taught:.2f}). Nearly all of the gap to the committee is how differently the clients answer "
+            "the prior's images and their own digits: on the prior's images DS learns a reading of the clients that "
+            "does not hold on digits. That would explain why more queries, longer or mixed-up training and class "
+            "selection did not pay above: none of them changes how DS reads the clients (those runs predate the "
+            "metric, so this is an inference, not a measurement).")
+    selection = runs.query("federation == 'homogeneous' and seed >= @SELECTION_SEED")
+    means = selection.groupby("tag")["test_acc"].mean()
+    seed0 = runs.query("federation == 'homogeneous' and seed == 0").set_index("tag")
+    if {"rerun", "ink-0.2to0.4", "ink0.2"} <= set(means.index) and "default" in seed0.index:
+        selection_seeds = seed_span(selection.query("tag == 'rerun'")["seed"])
+        paragraphs.append(
+            "The same seeds train other clients on session 16's machine than on the one the earlier rows came from "
+            f"(seed 0's combined answer {seed0.loc['rerun', 'ensemble']:.3f} against "
+            f"{seed0.loc['default', 'ensemble']:.3f}), even at the commit that reproduced those rows, so the "
+            "session's levers are compared with the shipped config run again there. Sharpening the queries "
+            "(`aedm.ink_level`: the UCI digits' prior decodes blurred grey blobs, MNIST writes sharp strokes) was "
+            f"chosen between two settings on the selection seeds {selection_seeds}: {means['ink-0.2to0.4']:.3f} with "
+            f"levels drawn in [-0.2, 0.4] and {means['ink0.2']:.3f} at 0.2, against {means['rerun']:.3f} as shipped; "
+            "the first is within the spread over seeds of the shipped config, the second below it, so sharpening is "
+            "off by default and was not run on the reported seeds. The font "
+            "digits' prior, decoded with 8 steps as `aedm_mnist.toml` does, gave "
+            f"{seed0.loc['fonts16-steps8', 'test_acc']:.3f} at seed 0, and "
+            f"{seed0.loc['fonts16-recipe', 'test_acc']:.3f} with that config's framing adaptation, against "
+            f"{seed0.loc['rerun', 'test_acc']:.3f} as shipped: it helps a single teacher (the teacher panel), not this "
+            "committee.")
+    return prose(*paragraphs)
+
+
+#: Seeds from here on are selection seeds: a variant is chosen on them, never judged on them.
+SELECTION_SEED = 10
+#: One-shot levers measured in session 16, on that session's machine (its clients differ from the earlier rows').
+SESSION16_LEVERS = {
+    "rerun": "shipped, run again in session 16 (the same seeds train other clients on this machine; see below)",
+    "fonts16-steps8": "the font digits' prior decoded with 8 DDIM steps, as `aedm_mnist.toml` decodes it",
+    "fonts16-recipe": "the font digits' prior as `aedm_mnist.toml` runs it: 8 steps, framing adapted over the first "
+                      "1,536 queries (`aedm.adapt_queries`), learnt in the plain framing (`aedm.learn_plain`)",
+    "ink-0.2to0.4": "every query sharpened to its blur's level set above a level drawn per image in [-0.2, 0.4] "
+                    "(`aedm.ink_level = [-0.2, 0.4]`)",
+    "ink0.2": "every query sharpened to its blur's level set above 0.2 (`aedm.ink_level = [0.2, 0.2]`)",
+}
+
+
+def seed_span(seeds: pd.Series) -> str:
+    """The seeds of a row: ``0-2`` for a run of consecutive seeds, else the seeds themselves."""
+    values = sorted(int(s) for s in seeds)
+    if len(values) > 1 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ", ".join(str(v) for v in values)
 
 
 @block("fed_aedm_levers")
