@@ -229,6 +229,25 @@ def oneshot_as_taught() -> str:
     return prose(*paragraphs)
 
 
+@block("oneshot_labels")
+def oneshot_labels() -> str:
+    """The same queries with other labels (``benchmarks/oneshot_labels.py``): the store stage retrained."""
+    runs = read("oneshot_labels.csv")
+    described = {"as_run": "as the run's DS gave them, wave by wave (what the shipped student learnt)",
+                 "test_reliabilities": "as a DS gives them after learning the clients on the test digits "
+                                       "(a measurement only)"}
+    rows = [[described[name], seed_span(g["seed"]), mean_std(g["test_acc"]), mean_std(g["agreement_with_run"], 2)]
+            for name, g in runs.groupby("labels", sort=False)]
+    first = runs.drop_duplicates("seed")
+    ratio = runs.groupby("labels")["test_acc"].mean() / first["committee"].mean()
+    return table(["the run's queries, labelled", "seeds", "student retrained on them (store stage)",
+                  "labels as the run's"], ["l", "r", "r", "r"], rows) + "\n" + prose(
+        f"The same runs: the student as run {mean_std(first['student_run'])}, the clients' combined answer "
+        f"{mean_std(first['committee'])}, the committee as taught {mean_std(first['committee_as_taught'])}. "
+        f"Labelled as on digits, the same queries teach the student {ratio['test_reliabilities']:.2f} of its "
+        f"committee (mean over mean), against {ratio['as_run']:.2f} as the run labelled them.")
+
+
 #: Seeds from here on are selection seeds: a variant is chosen on them, never judged on them.
 SELECTION_SEED = 10
 #: One-shot levers measured in session 16, on that session's machine (its clients differ from the earlier rows').
