@@ -190,31 +190,39 @@ def oneshot_as_taught() -> str:
     config's re-run (``rerun``) rows with ``ensemble_as_taught``."""
     runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedaedm'")
     rerun = runs.query("tag == 'rerun' and seed < @SELECTION_SEED")
-    paragraphs = []
-    for federation, g in rerun.dropna(subset=["ensemble_as_taught"]).groupby("federation", sort=False):
+    from fedkd_benchmarks.oneshot import FEDERATIONS
+
+    cells = []
+    for federation, g in rerun.dropna(subset=["ensemble_as_taught"]).groupby("federation", sort=True):
         student, committee, taught = (g[c].mean() for c in ("test_acc", "ensemble", "ensemble_as_taught"))
-        paragraphs.append(
-            f"**Where the student's gap comes from** ({federation} clients, seeds {seed_span(g['seed'])}). A run whose "
-            "combiner learns the clients (Dawid-Skene) also logs `test_acc/ensemble_as_taught`: the clients' test "
-            "answers combined by the run's own DS as it learnt the clients from the queries' answers, learning "
-            f"nothing from the test answers. The student reaches {student:.3f} ({per_seed(g['test_acc'])}), the "
-            f"clients' combined answer {committee:.3f} (a DS fitted on their test answers), and the same answers "
-            f"read with the reliabilities DS learnt on the queries {taught:.3f} ({per_seed(g['ensemble_as_taught'])})"
-            f": the student is about as right as the committee it was in fact taught by (ratio "
-            f"{student / taught:.2f}). Nearly all of the gap to the committee is how differently the clients answer "
-            "the prior's images and their own digits: on the prior's images DS learns a reading of the clients that "
-            "does not hold on digits. That would explain why more queries, longer or mixed-up training and class "
-            "selection did not pay above: none of them changes how DS reads the clients (those runs predate the "
-            "metric, so this is an inference, not a measurement).")
+        cells.append(f"with {federation} clients (`{FEDERATIONS[federation]}`, seeds {seed_span(g['seed'])}) the "
+                     f"student reaches {student:.3f} ({per_seed(g['test_acc'])}), the clients' combined answer "
+                     f"{committee:.3f}, and the committee as taught {taught:.3f} "
+                     f"({per_seed(g['ensemble_as_taught'])}): ratio {student / taught:.2f}")
+    paragraphs = [
+        "**Where the student's gap comes from.** A run whose combiner learns the clients (Dawid-Skene) also logs "
+        "`test_acc/ensemble_as_taught`: the clients' test answers combined by the run's own DS as it learnt the "
+        "clients from the queries' answers, learning nothing from the test answers (the combined answer itself is a "
+        "DS fitted on their test answers). On the shipped configs run again in session 16, " + "; ".join(cells) +
+        ". The student is about as right as the committee it was in fact taught by, and nearly all of its gap to "
+        "the committee is how differently the clients answer the prior's images and their own digits: on the "
+        "prior's images DS learns a reading of the clients that does not hold on digits. That would explain why "
+        "more queries, longer or mixed-up training and class selection did not pay above: none of them changes how "
+        "DS reads the clients (those runs predate the metric, so this is an inference, not a measurement)."]
     selection = runs.query("federation == 'homogeneous' and seed >= @SELECTION_SEED")
     means = selection.groupby("tag")["test_acc"].mean()
     seed0 = runs.query("federation == 'homogeneous' and seed == 0").set_index("tag")
     if {"rerun", "ink-0.2to0.4", "ink0.2"} <= set(means.index) and "default" in seed0.index:
         selection_seeds = seed_span(selection.query("tag == 'rerun'")["seed"])
+        shipped = runs.query("seed < @SELECTION_SEED").groupby(["federation", "tag"])["test_acc"].mean()
+        then_and_now = ", ".join(f"{federation} {shipped[federation, 'rerun']:.3f} against "
+                                 f"{shipped[federation, 'default']:.3f}"
+                                 for federation in sorted(set(rerun["federation"])))
         paragraphs.append(
             "The same seeds train other clients on session 16's machine than on the one the earlier rows came from "
             f"(seed 0's combined answer {seed0.loc['rerun', 'ensemble']:.3f} against "
-            f"{seed0.loc['default', 'ensemble']:.3f}), even at the commit that reproduced those rows, so the "
+            f"{seed0.loc['default', 'ensemble']:.3f}), even at the commit that reproduced those rows; the shipped "
+            f"students there against the earlier rows: {then_and_now}. So the "
             "session's levers are compared with the shipped config run again there. Sharpening the queries "
             "(`aedm.ink_level`: the UCI digits' prior decodes blurred grey blobs, MNIST writes sharp strokes) was "
             f"chosen between two settings on the selection seeds {selection_seeds}: {means['ink-0.2to0.4']:.3f} with "
