@@ -69,8 +69,7 @@ def run_seed(seed: int) -> list[dict[str, object]]:
 
     test_answers = {pid: answer_queries(cfg, client_data(cfg, pid), state, server.x_test, cfg.distill.mode)
                     for pid, state in sorted(link.states.items())}
-    on_digits = AnswerCombiner("ds", server.n_classes, seed=cfg.run.seed)
-    on_digits.set_label_counts(server.combiner.label_counts)
+    on_digits = server.evaluation_combiner(proba=False)  # the fresh combiner behind test_acc/ensemble
     on_digits(test_answers)
     store = server.distiller.store
     queries = store.inputs(torch.arange(len(store)))

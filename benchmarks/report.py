@@ -174,7 +174,7 @@ def oneshot_levers() -> str:
             tagged = cell[cell["tag"] == tag]
             for _, g in tagged.groupby(tagged["seed"] >= SELECTION_SEED, sort=True):
                 delta = f"{100 * g['delta_fedavg'].mean():+.1f}" if g["delta_fedavg"].notna().any() else ""
-                taught = g["ensemble_as_taught"] if "ensemble_as_taught" in g else pd.Series(dtype=float)
+                taught = g["ensemble_as_taught"]
                 setting = shipped[federation, strategy] if tag == "default" else described[tag]
                 rows.append([federation, f"`{strategy}`", mode, setting, seed_span(g["seed"]),
                              mean_std(g["test_acc"]), mean_std(g["ensemble"]), mean_std(g["rho"], 2),
@@ -188,10 +188,10 @@ def oneshot_levers() -> str:
 def oneshot_as_taught() -> str:
     """Where the one-shot student's gap to its committee comes from, and the session-16 levers, from the shipped
     config's re-run (``rerun``) rows with ``ensemble_as_taught``."""
-    runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedaedm'")
-    rerun = runs.query("tag == 'rerun' and seed < @SELECTION_SEED")
     from fedkd_benchmarks.oneshot import FEDERATIONS
 
+    runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedaedm'")
+    rerun = runs.query("tag == 'rerun' and seed < @SELECTION_SEED")
     cells = []
     for federation, g in rerun.dropna(subset=["ensemble_as_taught"]).groupby("federation", sort=True):
         student, committee, taught = (g[c].mean() for c in ("test_acc", "ensemble", "ensemble_as_taught"))

@@ -168,7 +168,7 @@ class QueryServer:
         """The clients' combined answer on the test set (``test_acc/ensemble``) and the student's agreement with it;
         with ``query.eval_references`` also the references of ``fedkd.federation.references``."""
         answers = self._answers(self.x_test, self.cfg.distill.mode)
-        combined = self._evaluation_combiner(proba=False)(answers)
+        combined = self.evaluation_combiner(proba=False)(answers)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():
@@ -180,7 +180,7 @@ class QueryServer:
             metrics.update(self._references(answers, trained))
         return metrics
 
-    def _evaluation_combiner(self, proba: bool) -> AnswerCombiner:
+    def evaluation_combiner(self, proba: bool) -> AnswerCombiner:
         """A fresh combiner of the run's kind: the clients' combined answer depends on the clients alone, not on the
         queries a method asked (a copy of an aggregator that learnt the clients' reliabilities on off-domain queries
         reads the test answers worse, and differently for every method). Probabilities under an aggregator, which
@@ -199,7 +199,7 @@ class QueryServer:
         if self.cfg.distill.mode != "proba":
             answers = self._answers(self.x_test, "proba")
         if all(a.dim() == 2 for a in answers.values()):
-            combined = self._evaluation_combiner(proba=True)(answers)
+            combined = self.evaluation_combiner(proba=True)(answers)
             metrics["test_acc/ensemble_proba"] = accuracy_of_answers(combined, self.y_test)
         if trained.weights and sorted(trained.weights) == self.partitions:
             pids = sorted(trained.weights)
