@@ -152,8 +152,11 @@ class QuerySection:
 
     The student, query budget and batch come from ``[distill]`` (the budget is spread evenly over the
     rounds); ``combine`` turns the clients' answers into one: ``mean`` of probabilities (vote shares in
-    label mode), ``class_aware`` (each client weighed per class by its share of that class's labels), or an
-    aggregator (``mv``, ``ds``, ``bila``) that treats each client as an annotator.
+    label mode), ``class_aware`` (each client weighed per class by its share of that class's labels), ``coverage``
+    (each client read by a fixed model of which classes its labels cover: ``coverage_items`` labels of a class make
+    it half-known, and a known class is answered right with chance ``coverage_accuracy``; see
+    ``fedkd.federation.answers.coverage_likelihoods``), or an aggregator (``mv``, ``ds``, ``bila``) that treats
+    each client as an annotator and learns its reliability from its answers.
     ``public_dataset`` is FedDF's unlabeled public data; ``public_box`` (0: none) resizes it into a centred box of
     that side in the clients' frame, background around it, as ``aedm.query_box`` does with decoded images (MNIST
     centres its digits in a 20x20 box of 28x28; public digits that fill the frame look unlike the clients' data).
@@ -173,6 +176,8 @@ class QuerySection:
     """
 
     combine: str = "class_aware"
+    coverage_items: float = 30.0
+    coverage_accuracy: float = 0.9
     public_dataset: str = "digits28"
     public_box: int = 0
     eval_ensemble: bool = True
@@ -186,6 +191,9 @@ class QuerySection:
         from fedkd.federation.answers import combine_choices
 
         require_choice("query.combine", self.combine, combine_choices())
+        if self.coverage_items <= 0 or not 0.0 < self.coverage_accuracy <= 1.0:
+            raise ConfigError(f"query.coverage_items must be > 0 and query.coverage_accuracy in (0, 1], "
+                              f"got {self.coverage_items}, {self.coverage_accuracy}")
         require_choice("query.public_dataset", self.public_dataset, DATASETS)
         if self.first_round < 1:
             raise ConfigError(f"query.first_round must be >= 1, got {self.first_round}")

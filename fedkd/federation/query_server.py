@@ -19,8 +19,10 @@ After each round the clients also answer the test images, outside the budget (ev
 ``fidelity`` the student's agreement with it. A combiner that learns the clients (an aggregator such as ``ds``)
 learns them from the queries' answers, and the clients read the queries unlike their own digits: the same test
 answers combined by the run's combiner as it learnt the clients on the queries, learning nothing from the test
-answers, give ``test_acc/ensemble_as_taught``, the committee the student was in fact taught by (absent for the
-averaging combiners, which learn nothing). ``query.eval_references`` adds the one-shot protocol's references
+answers, give ``test_acc/ensemble_as_taught``, the committee the student was in fact taught by. A run that reads
+the clients by ``coverage`` (a fixed reading from their label histograms) logs it too and is judged against the
+Dawid-Skene reading of the test answers; the averaging combiners, whose reading is the reference, log none.
+``query.eval_references`` adds the one-shot protocol's references
 (``fedkd.federation.references``); ``answer_entropy`` and ``answer_top_share`` describe the combined answers so
 far (``fedkd.distill.histogram``). This module knows nothing of Flower: the round runs against a
 ``ClientLink``.
@@ -41,7 +43,7 @@ from fedkd.distill.experiment import build_synthesizer
 from fedkd.distill.loop import BlackBoxDistiller
 from fedkd.distill.state import flatten, unflatten
 from fedkd.errors import ConfigError, FedkdError
-from fedkd.federation.answers import COMBINE_CLASS_AWARE, AnswerCombiner
+from fedkd.federation.answers import COMBINE_CLASS_AWARE, COMBINE_COVERAGE, COMBINE_MEAN, AnswerCombiner
 from fedkd.federation.data import train_test
 from fedkd.federation.local import build_model, client_architecture
 from fedkd.federation.references import accuracy_of_answers, average_weights
@@ -72,7 +74,7 @@ class QueryServer:
         _, test = train_test(cfg)
         self.shape, self.n_classes = (test.channels, test.image_size, test.image_size), test.n_classes
         self.x_test, self.y_test = test.tensors(cfg.run.device)
-        self.combiner = AnswerCombiner(cfg.query.combine, self.n_classes, seed=derive_seed(cfg.run.seed, "combiner"))
+        self.combiner = self._combiner(cfg.query.combine, "combiner")
         self.link: ClientLink | None = None
         self.server_round = 0
         self.partitions: list[int] = []
@@ -174,7 +176,8 @@ class QueryServer:
         with torch.no_grad():
             fidelity = accuracy_of_answers(combined, student(self.x_test).argmax(dim=1))
         metrics = {"test_acc/ensemble": accuracy_of_answers(combined, self.y_test), "fidelity": fidelity}
-        if self.combiner.aggregator is not None and self.combiner.tasks_seen:
+        learnt = self.combiner.aggregator is not None and self.combiner.tasks_seen
+        if learnt or self.combiner.method == COMBINE_COVERAGE:
             metrics["test_acc/ensemble_as_taught"] = accuracy_of_answers(self.combiner.read(answers), self.y_test)
         if self.cfg.query.eval_references:
             metrics.update(self._references(answers, trained))
@@ -183,14 +186,22 @@ class QueryServer:
     def evaluation_combiner(self, proba: bool) -> AnswerCombiner:
         """A fresh combiner of the run's kind: the clients' combined answer depends on the clients alone, not on the
         queries a method asked (a copy of an aggregator that learnt the clients' reliabilities on off-domain queries
-        reads the test answers worse, and differently for every method). Probabilities under an aggregator, which
-        reads labels only, are combined class-aware instead."""
+        reads the test answers worse, and differently for every method). ``coverage``, a fixed reading that learns
+        nothing, is judged as Dawid-Skene is: by a Dawid-Skene fitted on the test answers, so that a weaker reading
+        cannot lift rho. Probabilities under either, as an aggregator reads labels only, are combined class-aware."""
         method = self.cfg.query.combine
-        if proba and self.combiner.aggregator is not None:
+        if method == COMBINE_COVERAGE:
+            method = "ds"
+        if proba and method not in (COMBINE_MEAN, COMBINE_CLASS_AWARE):
             method = COMBINE_CLASS_AWARE
-        combiner = AnswerCombiner(method, self.n_classes, seed=derive_seed(self.cfg.run.seed, "evaluation-combiner"))
+        combiner = self._combiner(method, "evaluation-combiner")
         combiner.set_label_counts(self.combiner.label_counts)
         return combiner
+
+    def _combiner(self, method: str, name: str) -> AnswerCombiner:
+        query = self.cfg.query
+        return AnswerCombiner(method, self.n_classes, seed=derive_seed(self.cfg.run.seed, name),
+                              coverage_items=query.coverage_items, coverage_accuracy=query.coverage_accuracy)
 
     def _references(self, answers: dict[int, torch.Tensor], trained: TrainReplies) -> dict[str, float]:
         """Best single client, combined probabilities (absent where a client answers labels only) and one-shot
