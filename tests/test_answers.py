@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fedkd.errors import ConfigError
-from fedkd.federation.answers import AnswerCombiner
+from fedkd.federation.answers import AnswerCombiner, coverage_likelihoods
 
 
 def _federation_answers(truth: torch.Tensor, error_rates: list[float], gen: torch.Generator) -> dict[int, torch.Tensor]:
@@ -89,3 +89,56 @@ def test_reading_combines_with_the_reliabilities_learnt_so_far_and_learns_nothin
     assert torch.equal(learnt(fresh_answers), unread(fresh_answers))  # reading left the learnt state as it was
     mean = AnswerCombiner("mean", 10)
     assert torch.equal(mean.read(fresh_answers), mean(fresh_answers))
+
+
+def _skewed_federation(gen: torch.Generator, n: int) -> tuple[dict, dict, torch.Tensor, torch.Tensor]:
+    """Clients as at Dirichlet(0.1): each saw two or three classes, one of them mostly, and answers an image of a
+    class it never saw with one of its own classes (as its labels are spread). Also the Bayes posterior's log of
+    this very rule (the best any reading can do)."""
+    counts = {0: [300, 60, 0, 0, 0, 0, 0, 0, 0, 0], 1: [0, 0, 250, 80, 0, 0, 0, 0, 0, 0],
+              2: [0, 0, 0, 0, 200, 90, 0, 0, 0, 0], 3: [0, 0, 0, 0, 0, 0, 300, 40, 40, 0],
+              4: [0, 0, 0, 0, 0, 0, 0, 0, 0, 150], 5: [40, 0, 0, 0, 300, 0, 0, 0, 0, 0]}
+    truth = torch.randint(0, 10, (n,), generator=gen)
+    answers, bayes = {}, torch.zeros(n, 10)
+    for pid, row in counts.items():
+        spread = torch.tensor(row, dtype=torch.float32) / sum(row)
+        own = torch.multinomial(spread, n, replacement=True, generator=gen)
+        knows = torch.tensor(row) >= 40
+        right = torch.rand(n, generator=gen) < 0.9
+        answers[pid] = torch.where(knows[truth] & right, truth, own)
+        rule = torch.where(knows[:, None], 0.9 * torch.eye(10) + 0.1 * spread, spread.expand(10, 10))
+        bayes += torch.log(rule[:, answers[pid]].T.clamp_min(1e-12))
+    return counts, answers, truth, bayes
+
+
+def test_coverage_reads_a_clients_answer_against_the_classes_it_knows_only():
+    counts, answers, truth, bayes = _skewed_federation(torch.Generator().manual_seed(4), 2000)
+    accuracy = {"bayes": (bayes.argmax(dim=1) == truth).float().mean().item()}
+    for method in ("mean", "class_aware", "coverage"):
+        combine = AnswerCombiner(method, 10)
+        combine.set_label_counts(counts)
+        proba = combine(answers)
+        assert proba.shape == (2000, 10) and torch.allclose(proba.sum(dim=1), torch.ones(2000), atol=1e-5)
+        accuracy[method] = (proba.argmax(dim=1) == truth).float().mean().item()
+    # the clients that never saw a class outvote the one that did under a vote, weighted or not; the histograms
+    # alone give about what the rule that made the answers gives
+    assert accuracy["coverage"] > accuracy["bayes"] - 0.02
+    assert max(accuracy["mean"], accuracy["class_aware"]) < accuracy["bayes"] - 0.1
+    likelihoods = coverage_likelihoods(torch.tensor([[300.0, 300.0, 0.0]]), items=30.0, accuracy=0.9)[0]
+    assert torch.allclose(likelihoods.sum(dim=1), torch.ones(3))
+    # an image of a class it never saw: it answers as its labels are spread
+    assert likelihoods[2, 0].item() == pytest.approx(301 / 603)
+    # "0" is (1 - known * accuracy) times as likely for class 1, which it knows, as for class 2
+    assert likelihoods[1, 0].item() == pytest.approx((1 - 300 / 330 * 0.9) * 301 / 603)
+
+
+def test_coverage_is_fixed_and_reads_probabilities_as_a_mixture_of_labels():
+    counts, answers, _, _ = _skewed_federation(torch.Generator().manual_seed(5), 50)
+    combine = AnswerCombiner("coverage", 10)
+    combine.set_label_counts(counts)
+    first = combine(answers)
+    assert torch.equal(combine.read(answers), first) and torch.equal(combine(answers), first)
+    one_hot = {pid: torch.nn.functional.one_hot(a, 10).float() for pid, a in answers.items()}
+    assert torch.allclose(combine(one_hot), first, atol=1e-6)
+    with pytest.raises(ValueError, match="coverage combination has no label counts for clients \\[9\\]"):
+        combine({9: torch.tensor([0])})

@@ -88,12 +88,21 @@ def test_held_out_items_stay_out_of_training_and_on_their_side(monkeypatch):
     assert not local.held_out_items(cfg.replace({"client.val_fraction": 0.0}), data).any()
 
 
-@pytest.mark.parametrize("change", [{"client.architectures": ["lenet5", "mlp"]}, {"client.shared_init": False}])
+@pytest.mark.parametrize("change", [{"client.architectures": ["lenet5", "mlp"], "query.combine": "coverage"},
+                                    {"client.shared_init": False}])
 def test_fedavg_reference_is_absent_where_averaging_means_nothing(change, monkeypatch):
     cfg = load_config(CROWD_FEDAVG, {**ONESHOT, **change})
     outcome, link, _ = _one_round(cfg, monkeypatch)
     assert set(outcome.server_metrics) >= REFERENCES - {"test_acc/fedavg_oneshot"}
     assert "test_acc/fedavg_oneshot" not in outcome.server_metrics
+    # coverage reads the clients otherwise than the Dawid-Skene that judges it; class-aware is its own reference
+    assert ("test_acc/ensemble_as_taught" in outcome.server_metrics) == (cfg.query.combine == "coverage")
+
+
+def test_a_fixed_reading_is_judged_by_dawid_skene_on_the_test_answers():
+    server = QueryServer(load_config(CROWD_FEDAVG, {**ONESHOT, "query.combine": "coverage"}), "aedm")
+    assert server.evaluation_combiner(proba=False).method == "ds"
+    assert server.evaluation_combiner(proba=True).method == "class_aware"
 
 
 def test_no_references_without_asking_for_them(monkeypatch):

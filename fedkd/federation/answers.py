@@ -74,7 +74,7 @@ class AnswerCombiner:
     def set_label_counts(self, counts: dict[int, list[int]]) -> None:
         """The clients' label histograms (partition id -> count per class), for ``class_aware`` and ``coverage``."""
         self.label_counts = dict(counts)
-        table = torch.tensor([counts[pid] for pid in sorted(counts)], dtype=torch.float32)
+        table = torch.tensor([counts[pid] for pid in sorted(counts)], dtype=torch.float32).reshape(-1, self.n_classes)
         shares = table / table.sum(dim=0, keepdim=True).clamp_min(1.0)
         self.class_weights = {pid: shares[i] for i, pid in enumerate(sorted(counts))}
         likelihoods = coverage_likelihoods(table, self.coverage_items, self.coverage_accuracy)
