@@ -234,6 +234,20 @@ def oneshot_as_taught() -> str:
             f"{seed0.loc['fonts16-recipe', 'test_acc']:.3f} with that config's framing adaptation, against "
             f"{seed0.loc['rerun', 'test_acc']:.3f} as shipped: it helps a single teacher (the teacher panel), not this "
             "committee.")
+    if "coverage" in means.index:
+        coverage = selection.query("tag == 'coverage'")
+        paragraphs.append(
+            "**A reading that learns nothing from the queries does not teach better.** `query.combine = "
+            "\"coverage\"` reads each client from its label histogram alone: an answer j counts against the other "
+            "classes the client's labels cover, and says little about classes it never saw, where it answers one "
+            "of its own classes anyway (`fedkd.federation.answers.coverage_likelihoods`). On the selection seeds "
+            f"{seed_span(coverage['seed'])} the clients' test answers read that way score "
+            f"{coverage['ensemble_as_taught'].mean():.3f} ({per_seed(coverage['ensemble_as_taught'])}), yet the "
+            f"student taught by it reaches {means['coverage']:.3f} ({per_seed(coverage['test_acc'])}) against "
+            f"{means['rerun']:.3f} as shipped on the same seeds. On the prior's images most clients answer one of "
+            "their own classes whatever the image, and read without learning from those answers they pile the labels "
+            "on the classes that few clients cover (at seed 11 the run warned that its combined answers had "
+            "collapsed onto one class). It stays an option, not the default.")
     return prose(*paragraphs)
 
 
@@ -267,6 +281,9 @@ SESSION16_LEVERS = {
     "ink-0.2to0.4": "every query sharpened to its blur's level set above a level drawn per image in [-0.2, 0.4] "
                     "(`aedm.ink_level = [-0.2, 0.4]`)",
     "ink0.2": "every query sharpened to its blur's level set above 0.2 (`aedm.ink_level = [0.2, 0.2]`)",
+    "coverage": "each client read by a fixed model of the classes its label histogram covers, learning nothing from "
+                "its answers (`query.combine = \"coverage\"`; the combined answer stays Dawid-Skene on the test "
+                "answers)",
 }
 
 
