@@ -53,7 +53,7 @@ CLEANINGS: dict[str, tuple[str, dict[str, object]]] = {
 #: the clients' combined answer under each query strategy: the same clients, but feddf asks for probabilities
 ENSEMBLE = {"feddf": "ensemble, proba answers", "fedtandem": "ensemble, label answers",
             "fedaedm": "ensemble, label answers"}
-COMBINERS = ("mean", "class_aware", "mv", "ds", "bila")  # every query.combine choice, aliases left out
+COMBINERS = ("mean", "class_aware", "coverage", "mv", "ds", "bila")  # every query.combine choice, aliases left out
 
 
 def run_one(
