@@ -45,6 +45,7 @@ def test_round_trip_through_dict_and_replace():
         ("crowd.noise=[0.1]", "crowd.noise must have 2 items"),
         ("crowd.labels_per_item=9", "crowd.labels_per_item"),
         ("client.local_epochs=true", "client.local_epochs must be an integer"),
+        ("query.coverage_accuracy=1.5", "query.coverage_accuracy in (0, 1], got 30.0, 1.5"),
         ("federaton.num_clients=3", "unknown section(s) ['federaton']"),
         ("run.kind=nope", "run.kind = 'nope' is not an installed experiment kind"),
         ("num_clients", "must look like section.key=value"),
