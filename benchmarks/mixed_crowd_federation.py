@@ -24,21 +24,22 @@ import argparse
 import pandas as pd
 
 from fedkd_benchmarks.federated import CLEANINGS, CONFIGS, NOISE, ROOT, run_one
-from fedkd_benchmarks.result_rows import merge_rows
+from fedkd_benchmarks.result_rows import SELECTION_SEED, merge_rows
 
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def write_summary(runs: pd.DataFrame, alpha: float, noise: str) -> str:
     """``mixed_crowd_federation.md`` from every row of the CSV: mean ± std over seeds per variant; returns its text."""
-    table = runs.groupby(["tag", "strategy", "aggregator"], sort=False).agg(
-        mean=("test_acc", "mean"), std=("test_acc", "std"), count=("test_acc", "count"),
-        ensemble=("ensemble_acc", "mean"))
+    selection = (runs["seed"] >= SELECTION_SEED).rename("selection")
+    table = runs.groupby(["tag", "strategy", "aggregator", selection], sort=False).agg(
+        mean=("test_acc", "mean"), std=("test_acc", "std"), ensemble=("ensemble_acc", "mean"),
+        seeds=("seed", lambda seeds: ", ".join(str(int(s)) for s in sorted(seeds))))
     lines = ["| variant | strategy | cleaning | final test_acc (mean ± std) | seeds | clients' combined answer |",
              "|---|---|---|---:|---:|---:|"]
-    lines += [f"| {t} | {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {int(r['count'])} | "
+    lines += [f"| {t} | {s} | {a} | {r['mean']:.3f} ± {r['std']:.3f} | {r['seeds']} | "
               f"{'–' if pd.isna(r['ensemble']) else format(r['ensemble'], '.3f')} |"
-              for (t, s, a), r in table.iterrows()]
+              for (t, s, a, _), r in table.iterrows()]
     text = (f"# Cleaning on a crowd of mixed skill, downstream\n\n`python benchmarks/mixed_crowd_federation.py` on "
             f"the shared default federation with `crowd.noise_kind = \"mixed\"` (Dirichlet {alpha:g}, average "
             f"workers' noise {NOISE[noise]}); a variant is the shipped config with the overrides its runs "

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+#: Seeds from here on are selection seeds: a variant is chosen on them, never judged on them (reported: 0-2).
+SELECTION_SEED = 10
+
 
 def merge_rows(new: pd.DataFrame, path: Path, keys: list[str]) -> pd.DataFrame:
     """``new`` merged into the rows already in ``path`` (if any): earlier rows of other keys are kept (other cells,
