@@ -170,14 +170,15 @@ class QueryServer:
         """The clients' combined answer on the test set (``test_acc/ensemble``) and the student's agreement with it;
         with ``query.eval_references`` also the references of ``fedkd.federation.references``."""
         answers = self._answers(self.x_test, self.cfg.distill.mode)
-        combined = self.evaluation_combiner(proba=False)(answers)
+        reference = self.evaluation_combiner(proba=False)
+        combined = reference(answers)
         student = self.distiller.student
         student.eval()
         with torch.no_grad():
             fidelity = accuracy_of_answers(combined, student(self.x_test).argmax(dim=1))
         metrics = {"test_acc/ensemble": accuracy_of_answers(combined, self.y_test), "fidelity": fidelity}
         learnt = self.combiner.aggregator is not None and self.combiner.tasks_seen
-        if learnt or self.combiner.method == COMBINE_COVERAGE:
+        if learnt or reference.method != self.combiner.method:  # the student was taught by another reading
             metrics["test_acc/ensemble_as_taught"] = accuracy_of_answers(self.combiner.read(answers), self.y_test)
         if self.cfg.query.eval_references:
             metrics.update(self._references(answers, trained))
