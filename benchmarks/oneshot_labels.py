@@ -40,14 +40,15 @@ def run_seed(seed: int) -> list[dict[str, object]]:
     from fedkd.federation.local import answer_queries
     from fedkd.federation.plain import QUERY_STRATEGIES, PlainLink
     from fedkd.federation.query_server import QueryServer
-    from fedkd.seeding import derive_seed, seed_torch, torch_generator
+    from fedkd.seeding import seed_torch, torch_generator
     from fedkd.train import evaluate_accuracy
 
     class RecordingCombiner(AnswerCombiner):
-        """The run's combiner, keeping every batch of answers it combines."""
+        """The run's own combiner (as the server built it from the config), keeping every batch of answers it
+        combines."""
 
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
+        def __init__(self, built: AnswerCombiner) -> None:
+            vars(self).update(vars(built))
             self.recorded: list[dict[int, torch.Tensor]] = []
 
         def __call__(self, answers: dict[int, torch.Tensor]) -> torch.Tensor:
@@ -56,7 +57,7 @@ def run_seed(seed: int) -> list[dict[str, object]]:
 
     cfg = load_config(ROOT / "simulations" / "oneshot.toml", {"run.seed": seed})
     server = QueryServer(cfg, QUERY_STRATEGIES[cfg.federation.strategy])
-    server.combiner = RecordingCombiner(cfg.query.combine, server.n_classes, seed=derive_seed(cfg.run.seed, "combiner"))
+    server.combiner = RecordingCombiner(server.combiner)
     seed_torch(cfg.run.seed, "global-init")
     student = server.build_student()
     initial = copy.deepcopy(student.state_dict())
