@@ -167,7 +167,7 @@ def oneshot_levers() -> str:
                                  "(`distill.logit_adjustment = 1`, as `tandemgan_mnist.toml`)",
                  "offline-10": "a third of the offline epochs (`aedm.offline_epochs = 10`)",
                  "offline-60": "twice the offline epochs (`aedm.offline_epochs = 60`)",
-                 **AEDM_LEVERS, **SESSION16_LEVERS}
+                 **AEDM_LEVERS, **SESSION16_LEVERS, **SESSION17_LEVERS}
     rows = []
     for (federation, strategy, mode), cell in runs.groupby(["federation", "strategy", "mode"], sort=True):
         tags = ["default", *[t for t in described if t in set(cell["tag"])]]
@@ -282,6 +282,9 @@ SESSION16_LEVERS = {
     "ink-0.2to0.4": "every query sharpened to its blur's level set above a level drawn per image in [-0.2, 0.4] "
                     "(`aedm.ink_level = [-0.2, 0.4]`)",
     "ink0.2": "every query sharpened to its blur's level set above 0.2 (`aedm.ink_level = [0.2, 0.2]`)",
+}
+#: One-shot levers measured in session 17 (compared with session 16's re-run on the same seeds).
+SESSION17_LEVERS = {
     "coverage": "each client read by a fixed model of the classes its label histogram covers, learning nothing from "
                 "its answers (`query.combine = \"coverage\"`; the combined answer stays Dawid-Skene on the test "
                 "answers)",
