@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fedkd.distill.loop
+import fedkd.distill.store
 import fedkd.distill.tandemgan
 import fedkd.models.generators
 from fedkd.distill.baselines import RandomNoise, RealData
@@ -212,3 +213,41 @@ def test_short_tandemgan_run_beats_random_noise_on_the_digits_teacher() -> None:
         scores[name] = evaluate_student(student, x_test, y_test, teacher_labels)["test_acc"]
     assert scores["random"] < 0.3  # measured: 0.20; TandemGAN 0.45 at the same 30k queries
     assert scores["tandemgan"] > scores["random"] + 0.15, scores
+
+
+@pytest.mark.parametrize("source", ["tandemgan", "dfme"])
+def test_a_generator_method_with_offline_epochs_trains_on_every_answer_it_paid_for_once_the_budget_is_spent(
+        source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stages: list[tuple[int, int]] = []  # (stored answers, steps) of each store stage
+
+    def counted(student, store, training, *args, **kwargs):
+        steps = fedkd.distill.store.train_on_store(student, store, training, *args, **kwargs)
+        stages.append((len(store), steps))
+        return steps
+
+    monkeypatch.setattr(fedkd.distill.loop, "train_on_store", counted)
+
+    def run(offline_epochs: int) -> BlackBoxDistiller:
+        seed_torch(0, "student")
+        oracle = ModelOracle(tiny_net(), mode="label", budget=1000)
+        settings = {"width": 16, "offline_epochs": offline_epochs, "offline_batch_size": 50}
+        synthesizer = (TandemGAN(TandemGANConfig(**settings), 1, 28, seed=3) if source == "tandemgan"
+                       else DFME(DFMEConfig(**settings), 1, 28, seed=3))
+        distiller = BlackBoxDistiller(tiny_net(), oracle, synthesizer, DistillConfig(batch_size=32, student_steps=2))
+        distiller.run()
+        return distiller
+
+    online = run(0)
+    assert online.store is None and stages == []  # off by default: no memory spent on answers never used again
+    offline = run(2)
+    assert len(offline.store) == offline.oracle.used  # every answer it paid for, exploration batches included
+    assert stages == [(offline.oracle.used, 2 * -(-offline.oracle.used // 50))]  # once, two passes
+    assert not all(torch.equal(a, b) for a, b in zip(online.student.parameters(), offline.student.parameters(),
+                                                      strict=True))
+
+
+def test_a_bad_store_stage_setting_of_a_generator_method_is_one_line_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"^tandemgan\.offline_epochs must be >= 0, got -1$"):
+        TandemGANConfig(offline_epochs=-1).validate()
+    with pytest.raises(ConfigError, match=r"^dfme\.offline_lr must be > 0, got 0.0$"):
+        DFMEConfig(offline_lr=0.0).validate()

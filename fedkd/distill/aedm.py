@@ -81,7 +81,7 @@ from torch import nn
 from fedkd.distill.histogram import AnswerHistogram
 from fedkd.distill.loop import AnsweredBatch, Proposal
 from fedkd.distill.losses import marginal_entropy, prediction_entropy
-from fedkd.distill.store import StoreTraining
+from fedkd.distill.store import StoreStageSettings
 from fedkd.distill.transforms import QueryTransform, candidates
 from fedkd.errors import ConfigError
 from fedkd.models.diffusion import DiffusionModel, resize_images
@@ -90,15 +90,15 @@ from fedkd.seeding import torch_generator
 
 
 @dataclass
-class AEDMConfig:
+class AEDMConfig(StoreStageSettings):
     """AEDM's hyper-parameters (the ``[aedm]`` config section); see the module docstring for each step.
 
     ``prior`` is a ``fedkd prior train --out`` directory whose metadata must name ``prior_dataset``.
-    ``augment_shift`` (pixels), ``augment_degrees`` and ``augment_scale`` bound the random affine map of
-    the offline and replay batches. ``query_box`` is the side of the centred box the decoded image fills in
+    The ``offline_*``, ``augment_*``, ``balance_classes`` and ``mixup`` settings are the store stage's
+    (``fedkd.distill.store.StoreStageSettings``; 30 offline epochs by default here); the ``augment_*`` map also
+    moves the replayed batches. ``query_box`` is the side of the centred box the decoded image fills in
     the teacher's frame, the rest being background (MNIST centres its digits in a 20x20 box of 28x28: a
-    public fact about the teacher's input format); 0 fills the whole frame. ``offline_max_steps`` (0: no
-    cap) stops the offline phase after that many Adam steps, so its cost stops growing with the budget.
+    public fact about the teacher's input format); 0 fills the whole frame.
     ``balance_classes`` weighs each stored answer in the offline phase by ``N / (C * n_c)`` for its (arg-max)
     class ``c`` (``fedkd.distill.store.class_weights``): a teacher may answer most prior images with a few classes
     (a federation's combined answers can name some classes for a handful of queries only), and an unweighted
@@ -106,8 +106,7 @@ class AEDMConfig:
     and without the weights). ``adapt_queries`` (0: off) is the number of first queries spent choosing the query
     transform (see the module docstring); it is rounded up to whole batches. ``learn_plain`` has the student
     learn each answer on the same prior image in the plain ``query_box`` framing, not in the framing the teacher
-    was asked in. ``mixup`` blends pairs of stored queries and their answers' losses in the store stage
-    (``fedkd.distill.store.StoreTraining``). ``select_from`` (1: off) is how many decoded images each kept
+    was asked in. ``select_from`` (1: off) is how many decoded images each kept
     query is selected from, towards the classes the teacher has answered least (see the module docstring).
     ``ink_level`` (``[lo, hi]``; empty: off) sharpens every query, framing candidates included: each decoded image
     keeps its level set above its own level, uniform in ``[lo, hi]``, as full ink (``fedkd.distill.transforms``), so
@@ -125,26 +124,18 @@ class AEDMConfig:
     balance_weight: float = 1.0
     replay_batches: int = 1
     offline_epochs: int = 30
-    offline_batch_size: int = 128
-    offline_lr: float = 1e-3
-    augment_shift: float = 2.0
-    augment_degrees: float = 10.0
-    augment_scale: float = 0.1
     query_box: int = 0
-    offline_max_steps: int = 0
-    balance_classes: bool = False
     adapt_queries: int = 0
     learn_plain: bool = False
-    mixup: bool = False
     select_from: int = 1
     ink_level: tuple[float, ...] = ()
 
     def validate(self) -> None:
-        for name in ("sampling_steps", "steer_steps", "offline_batch_size", "select_from"):
+        self.validate_store_stage(self.section)
+        for name in ("sampling_steps", "steer_steps", "select_from"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"aedm.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("grad_last_k", "replay_batches", "query_box", "offline_epochs", "offline_max_steps",
-                     "adapt_queries", "balance_weight", "augment_shift", "augment_degrees", "augment_scale"):
+        for name in ("grad_last_k", "replay_batches", "query_box", "adapt_queries", "balance_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"aedm.{name} must be >= 0, got {getattr(self, name)}")
         if self.grad_last_k > self.sampling_steps:
@@ -153,9 +144,8 @@ class AEDMConfig:
         if self.ink_level and not (len(self.ink_level) == 2 and -0.75 < self.ink_level[0] <= self.ink_level[1] < 1):
             raise ConfigError(f"aedm.ink_level must be empty (off) or [lo, hi] with -0.75 < lo <= hi < 1, got "
                               f"{list(self.ink_level)} (below -0.75 the background itself turns to ink)")
-        for name in ("steer_lr", "offline_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"aedm.{name} must be > 0, got {getattr(self, name)}")
+        if not self.steer_lr > 0:
+            raise ConfigError(f"aedm.steer_lr must be > 0, got {self.steer_lr}")
 
 
 def frame_images(small: torch.Tensor, size: int, box: int) -> torch.Tensor:
@@ -229,11 +219,7 @@ class AEDM:
         self.proposed = 0
         self.current = 0
         self.choice = -1  # the chosen transform, once the probing has ended
-        self.store_training = StoreTraining(
-            epochs=config.offline_epochs, batch_size=config.offline_batch_size, lr=config.offline_lr,
-            max_steps=config.offline_max_steps, shift=config.augment_shift, degrees=config.augment_degrees,
-            scale=config.augment_scale, balance_classes=config.balance_classes,
-            mixup=config.mixup)
+        self.store_training = config.store_training()
 
     def queries_per_step(self, batch_size: int, mode: str) -> int:
         return batch_size

@@ -44,10 +44,7 @@ class DFME(GeneratorSynthesizer):
 
     def __init__(self, config: DFMEConfig, channels: int, image_size: int, seed: int,
                  device: str | torch.device = "cpu") -> None:
-        config.validate()
-        super().__init__("dfme", config.nz, config.body, config.width, config.resolution, channels, image_size, seed,
-                         device)
-        self.config = config
+        super().__init__("dfme", config, channels, image_size, seed, device)
         self.params = list(self.generator.parameters())
         self.optimizers = {"generator": torch.optim.Adam(self.params, lr=config.lr)}
 

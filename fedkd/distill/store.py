@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedkd.distill.losses import disagreement
+from fedkd.errors import ConfigError
 from fedkd.payload import decode_images, encode_images
 from fedkd.precision import autocast
 
@@ -110,6 +111,44 @@ class StoreTraining:
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return random_affine(x, self.shift, self.degrees, self.scale, generator)
+
+
+@dataclass
+class StoreStageSettings:
+    """The store stage's settings, written once for every config section that has one (``[aedm]``, and the generator
+    methods' ``[tandemgan]`` and ``[dfme]``): ``offline_epochs`` passes over every stored answer once the budget is
+    spent, in batches of ``offline_batch_size`` with Adam at ``offline_lr``, at most ``offline_max_steps`` steps (0:
+    no cap, so its cost grows with the budget), each batch moved by a random affine map (``augment_shift`` pixels,
+    ``augment_degrees``, ``augment_scale``); ``balance_classes`` and ``mixup`` as in :class:`StoreTraining`. A
+    section sets its own default for ``offline_epochs``: AEDM trains offline by design, the generator methods only
+    when asked (0: no store, and no memory spent on one)."""
+
+    offline_epochs: int = 0
+    offline_batch_size: int = 128
+    offline_lr: float = 1e-3
+    offline_max_steps: int = 0
+    augment_shift: float = 2.0
+    augment_degrees: float = 10.0
+    augment_scale: float = 0.1
+    balance_classes: bool = False
+    mixup: bool = False
+
+    def validate_store_stage(self, section: str) -> None:
+        """One clear line for the first setting out of range, named ``section.key``."""
+        if self.offline_batch_size < 1:
+            raise ConfigError(f"{section}.offline_batch_size must be >= 1, got {self.offline_batch_size}")
+        for name in ("offline_epochs", "offline_max_steps", "augment_shift", "augment_degrees", "augment_scale"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{section}.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.offline_lr > 0:
+            raise ConfigError(f"{section}.offline_lr must be > 0, got {self.offline_lr}")
+
+    def store_training(self) -> StoreTraining:
+        """These settings as the loop's :class:`StoreTraining`."""
+        return StoreTraining(epochs=self.offline_epochs, batch_size=self.offline_batch_size, lr=self.offline_lr,
+                             max_steps=self.offline_max_steps, shift=self.augment_shift,
+                             degrees=self.augment_degrees, scale=self.augment_scale,
+                             balance_classes=self.balance_classes, mixup=self.mixup)
 
 
 def random_affine(x: torch.Tensor, shift: float, degrees: float, scale: float,

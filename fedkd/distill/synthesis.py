@@ -19,17 +19,21 @@ from fedkd.distill.losses import (
     zeroth_order_disagreement_gradient,
     zeroth_order_probes,
 )
+from fedkd.distill.store import StoreStageSettings
 from fedkd.errors import ConfigError
 from fedkd.models.generators import GeneratorBodyKind, TandemGenerator
 from fedkd.seeding import seed_torch, torch_generator
 
 
 @dataclass
-class GeneratorSettings:
+class GeneratorSettings(StoreStageSettings):
     """The generator and zeroth-order settings every generator-based method's config section starts with.
 
     ``nz``, ``body``, ``width`` and ``resolution`` shape the ``TandemGenerator``; ``zo_directions`` and
     ``zo_epsilon`` are DFME's forward-difference settings (``m = 1``, ``epsilon = 1e-3``), used in proba mode.
+    With ``offline_epochs`` > 0 every answered query is kept and the student trains on all of them once the budget
+    is spent (the store stage, ``fedkd.distill.store.StoreStageSettings``): a generator's queries drift as it
+    learns, so the student's online steps see each answer once and the early ones are long forgotten by the end.
     """
 
     section: ClassVar[str] = "generator"
@@ -41,6 +45,7 @@ class GeneratorSettings:
     zo_epsilon: float = 1e-3
 
     def validate(self) -> None:
+        self.validate_store_stage(self.section)
         for name in ("nz", "width", "resolution", "zo_directions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{self.section}.{name} must be >= 1, got {getattr(self, name)}")
@@ -104,8 +109,8 @@ def exploration_step(
 
 
 class GeneratorSynthesizer:
-    """A ``TandemGenerator`` with its latent and perturbation streams, seeded under ``name``; subclasses add
-    optimizers, their ``config`` (a ``GeneratorSettings``) and ``learn``.
+    """A ``TandemGenerator`` shaped by ``config`` (a ``GeneratorSettings``) with its latent and perturbation
+    streams, seeded under ``name``, and the store stage ``config`` asks for; subclasses add optimizers and ``learn``.
 
     The generator and both streams live on ``device`` (initialised on the CPU from the seed, then moved, so
     the weights are the same on every device). ``sample`` draws from the whole generator without gradients;
@@ -113,15 +118,17 @@ class GeneratorSynthesizer:
     every optimizer in ``self.optimizers`` and both random streams, so a resumed run continues exactly.
     """
 
-    def __init__(self, name: str, nz: int, body: GeneratorBodyKind, width: int, resolution: int,
-                 channels: int, image_size: int, seed: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, name: str, config: GeneratorSettings, channels: int, image_size: int, seed: int,
+                 device: str | torch.device = "cpu") -> None:
+        config.validate()
         seed_torch(seed, name, "init")
-        self.nz = nz
-        self.generator = TandemGenerator(nz, channels, image_size, body, width, resolution).to(device)
+        self.config, self.nz = config, config.nz
+        self.generator = TandemGenerator(config.nz, channels, image_size, config.body, config.width,
+                                         config.resolution).to(device)
         self.latent = torch_generator(seed, name, "latent", device=device)
         self.directions = torch_generator(seed, name, "zo-directions", device=device)
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.store_training = None
+        self.store_training = config.store_training() if config.offline_epochs else None
 
     def latent_batch(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.nz, generator=self.latent, device=self.latent.device)

@@ -80,10 +80,7 @@ class TandemGAN(GeneratorSynthesizer):
 
     def __init__(self, config: TandemGANConfig, channels: int, image_size: int, seed: int,
                  device: str | torch.device = "cpu") -> None:
-        config.validate()
-        super().__init__("tandemgan", config.nz, config.body, config.width, config.resolution, channels, image_size,
-                         seed, device)
-        self.config = config
+        super().__init__("tandemgan", config, channels, image_size, seed, device)
         self.body_params = list(self.generator.body.parameters())
         self.head_params = list(self.generator.head.parameters())
         self.optimizers = {"explore": torch.optim.RMSprop(self.body_params, lr=config.explore_lr),
