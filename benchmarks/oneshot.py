@@ -43,8 +43,10 @@ STRATEGIES: dict[str, dict[str, object]] = {
     "fedaedm": {},
     "feddf": {"federation.strategy": "feddf", "distill.method": "real", "distill.batch_size": 500,
               "distill.student_steps": 5, "query.public_dataset": "digits", "query.public_box": 20},
+    # simulations/oneshot_tandem.toml is oneshot.toml with these (tests/test_oneshot.py keeps the two equal).
     "fedtandem": {"federation.strategy": "fedtandem", "distill.method": "tandemgan", "distill.budget": 200_000,
-                  "distill.batch_size": 500, "distill.student_steps": 5, "query.wave_size": 500},
+                  "distill.batch_size": 500, "distill.student_steps": 5, "query.wave_size": 500,
+                  "tandemgan.body": "strokes", "distill.logit_adjustment": 1.0, "query.combine": "coverage"},
 }
 # Ways to train the clients once: fixed epochs on all cleaned labels, or early stopping on a held-out share of them.
 CLIENT_TRAINING: dict[str, dict[str, object]] = {
