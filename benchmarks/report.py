@@ -345,6 +345,7 @@ SESSION18_LEVERS = {
     "store-5": "as shipped, and the student trains 5 epochs on every stored answer once the budget is spent (the "
                "store stage, `tandemgan.offline_epochs = 5`)",
     "batch-256": "as shipped, in batches of 256 (twice the generator's steps for the same queries)",
+    "rerun-s18": "shipped, run again in session 18 beside the coverage rows",
 }
 
 
