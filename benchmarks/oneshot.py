@@ -43,7 +43,7 @@ STRATEGIES: dict[str, dict[str, object]] = {
     "fedaedm": {},
     "feddf": {"federation.strategy": "feddf", "distill.method": "real", "distill.batch_size": 500,
               "distill.student_steps": 5, "query.public_dataset": "digits", "query.public_box": 20},
-    # simulations/oneshot_tandem.toml is oneshot.toml with these (tests/test_oneshot.py keeps the two equal).
+    # simulations/oneshot_tandem.toml is oneshot.toml with these (tests/test_shipped_configs.py keeps them equal).
     "fedtandem": {"federation.strategy": "fedtandem", "distill.method": "tandemgan", "distill.budget": 200_000,
                   "distill.batch_size": 500, "distill.student_steps": 5, "query.wave_size": 500,
                   "tandemgan.body": "strokes", "distill.logit_adjustment": 1.0, "query.combine": "coverage"},

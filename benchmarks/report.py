@@ -286,8 +286,7 @@ def oneshot_tandem() -> str:
         f"{seed_span(pd.Series(selection))} ({shipped.loc[selection, 'test_acc'].mean():.3f} against "
         f"{ds.loc[selection, 'test_acc'].mean():.3f}); on the reported seeds rho is "
         f"{shipped.loc[reported, 'rho'].mean():.2f} against {ds.loc[reported, 'rho'].mean():.2f}. The student ends "
-        f"above the committee it was taught by on {above} of "
-        f"{len(seeds)} seeds."]
+        f"above the committee it was taught by on {above} of {len(seeds)} seeds."]
     store = runs.query("tag == 'store-5'").set_index("seed")
     if len(store):
         both = sorted(set(store.index) & set(shipped.index))
@@ -299,8 +298,7 @@ def oneshot_tandem() -> str:
             f"seeds {', '.join(map(str, both))}) moved it by {moved} points and doubled the run's time "
             f"({store.loc[both, 'seconds'].mean():.0f} s against {shipped.loc[both, 'seconds'].mean():.0f} s, 2 shared "
             "cores). Trained to convergence on its answers, the student ends near the committee as taught (seed by "
-            f"seed: {copies}): it learns the reading, errors included. It stays "
-            "an option (off by default).")
+            f"seed: {copies}): it learns the reading, errors included. It stays an option (off by default).")
     return prose(*paragraphs)
 
 
