@@ -267,12 +267,9 @@ def oneshot_tandem() -> str:
     same machine with 200k queries), the store-stage lever, and the budget shipped since session 19."""
     runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedtandem'")
     shipped, ds = (runs.query("tag == @tag").set_index("seed") for tag in ("budget-200k", "ds-rerun"))
-    seeds = sorted(set(shipped.index) & set(ds.index))
+    seeds, moves, choice = _paired(shipped, ds)
     if not seeds:
         return ""
-    reported = [s for s in seeds if s < SELECTION_SEED]
-    selection = [s for s in seeds if s >= SELECTION_SEED]
-    moves = ", ".join(f"{100 * (shipped.loc[s, 'test_acc'] - ds.loc[s, 'test_acc']):+.1f}" for s in seeds)
     above = int((shipped.loc[seeds, "test_acc"] > shipped.loc[seeds, "ensemble_as_taught"]).sum())
     paragraphs = [
         "**`fedtandem` in one round** (`simulations/oneshot_tandem.toml`; `python benchmarks/oneshot.py --strategies "
@@ -283,12 +280,8 @@ def oneshot_tandem() -> str:
         f"{ds.loc[seeds, 'test_acc'].mean():.3f}. Read by coverage, which learns nothing from the answers, the "
         f"committee as taught scores {shipped.loc[seeds, 'ensemble_as_taught'].mean():.3f} and the student "
         f"{shipped.loc[seeds, 'test_acc'].mean():.3f}: it moves by {moves} points at seeds "
-        f"{', '.join(map(str, seeds))} (same clients, same machine, 200k queries each). The choice was made on the "
-        "selection seeds "
-        f"{seed_span(pd.Series(selection))} ({shipped.loc[selection, 'test_acc'].mean():.3f} against "
-        f"{ds.loc[selection, 'test_acc'].mean():.3f}); on the reported seeds rho is "
-        f"{shipped.loc[reported, 'rho'].mean():.2f} against {ds.loc[reported, 'rho'].mean():.2f}. The student ends "
-        f"above the committee it was taught by on {above} of {len(seeds)} seeds."]
+        f"{', '.join(map(str, seeds))} (same clients, same machine, 200k queries each). The choice was made on "
+        f"{choice}. The student ends above the committee it was taught by on {above} of {len(seeds)} seeds."]
     store = runs.query("tag == 'store-5'").set_index("seed")
     if len(store):
         both = sorted(set(store.index) & set(shipped.index))
@@ -305,24 +298,32 @@ def oneshot_tandem() -> str:
     return prose(*paragraphs)
 
 
-def _tandem_budget(now: pd.DataFrame, before: pd.DataFrame) -> str:
-    """The budget of ``oneshot_tandem.toml``: 300k queries since session 19 against the 200k before, same clients."""
+def _paired(now: pd.DataFrame, before: pd.DataFrame) -> tuple[list[int], str, str]:
+    """Two settings of the same one-shot clients (``oneshot.csv`` rows indexed by seed): the seeds both ran, the
+    student's move per seed in points, and how the choice was made (selection seeds, then rho on the reported
+    seeds)."""
     seeds = sorted(set(now.index) & set(before.index))
     reported = [s for s in seeds if s < SELECTION_SEED]
     selection = [s for s in seeds if s >= SELECTION_SEED]
     moves = ", ".join(f"{100 * (now.loc[s, 'test_acc'] - before.loc[s, 'test_acc']):+.1f}" for s in seeds)
+    choice = (f"the selection seeds {seed_span(pd.Series(selection))} ({now.loc[selection, 'test_acc'].mean():.3f} "
+              f"against {before.loc[selection, 'test_acc'].mean():.3f}); on the reported seeds rho is "
+              f"{now.loc[reported, 'rho'].mean():.2f} against {before.loc[reported, 'rho'].mean():.2f}")
+    return seeds, moves, choice
+
+
+def _tandem_budget(now: pd.DataFrame, before: pd.DataFrame) -> str:
+    """The budget of ``oneshot_tandem.toml``: 300k queries since session 19 against the 200k before, same clients."""
+    seeds, moves, choice = _paired(now, before)
     return (
         "**Half again the queries.** Since session 19 `oneshot_tandem.toml` spends 300k queries instead of 200k "
         f"(`distill.budget`). On the same clients the student moves by {moves} points at seeds "
-        f"{', '.join(map(str, seeds))}. The choice was made on the selection seeds {seed_span(pd.Series(selection))} "
-        f"({now.loc[selection, 'test_acc'].mean():.3f} against {before.loc[selection, 'test_acc'].mean():.3f}); on "
-        f"the reported seeds rho is {now.loc[reported, 'rho'].mean():.2f} against "
-        f"{before.loc[reported, 'rho'].mean():.2f}. The gain is small against the spread over seeds; the committee as "
-        "taught is unchanged (the same reading of the same clients), and the student ends above it on "
+        f"{', '.join(map(str, seeds))}. The choice was made on {choice}. The gain is small against the spread over "
+        "seeds; the committee as taught is unchanged (the same reading of the same clients), and the student ends "
+        "above it on "
         f"{int((now.loc[seeds, 'test_acc'] > now.loc[seeds, 'ensemble_as_taught']).sum())} of {len(seeds)} seeds. "
         f"A run took {now.loc[seeds, 'seconds'].mean():.0f} s against {before.loc[seeds, 'seconds'].mean():.0f} s "
         "(the benchmark's plain loop, two runs sharing the 2 cores).")
-
 
 
 @block("oneshot_labels")
@@ -392,8 +393,7 @@ SESSION17_MULTI_ROUND = ("coverage", "rerun", "first-round-4")
 def fed_aedm_levers() -> str:
     """Multi-round ``fed_aedm.toml`` on the mixed-crowd federation: each lever against the clients' combined answer
     and FedAvg on the same (BILA-cleaning) clients."""
-    runs = read("mixed_crowd_federation.csv").query("aggregator == 'bila'")
-    fedavg = runs.query("strategy == 'fedavg'").set_index(["tag", "seed"])["test_acc"]
+    runs, fedavg = _mixed_crowd_bila()
     described = {"coverage": "shipped since session 17: plain prior samples, each client read by the classes its "
                              "label histogram covers (`query.combine = \"coverage\"`; the combined answer is then "
                              "Dawid-Skene's on the test answers)",
@@ -444,8 +444,7 @@ TANDEM_MULTI_ROUND = {
 @block("fed_tandem_levers")
 def fed_tandem_levers() -> str:
     """Multi-round ``fed_tandem.toml`` on the mixed-crowd federation, shipped against its setting before session 19."""
-    runs = read("mixed_crowd_federation.csv").query("aggregator == 'bila'")
-    fedavg = runs.query("strategy == 'fedavg'").set_index(["tag", "seed"])["test_acc"]
+    runs, fedavg = _mixed_crowd_bila()
     fedtandem = runs.query("strategy == 'fedtandem'")
     text = _multi_round_levers("fed_tandem.toml", fedtandem, TANDEM_MULTI_ROUND, fedavg, lambda tag: "rerun")
     pair = fedtandem.pivot(index="seed", columns="tag", values="test_acc")
@@ -471,6 +470,12 @@ def fed_tandem_levers() -> str:
         f"{100 * (ensemble - shipped['test_acc'].mean()):.1f} points below its clients' combined answer and "
         f"{100 * (fedavg['rerun'][shipped['seed']].mean() - shipped['test_acc'].mean()):.1f} below FedAvg on the same "
         "clients: `fedaedm` (above) stays the multi-round strategy to use.")
+
+
+def _mixed_crowd_bila() -> tuple[pd.DataFrame, pd.Series]:
+    """The mixed-crowd federation's runs with BILA clients, and FedAvg's ``test_acc`` there by (tag, seed)."""
+    runs = read("mixed_crowd_federation.csv").query("aggregator == 'bila'")
+    return runs, runs.query("strategy == 'fedavg'").set_index(["tag", "seed"])["test_acc"]
 
 
 def _multi_round_levers(config: str, runs: pd.DataFrame, described: dict[str, str], fedavg: pd.Series,
