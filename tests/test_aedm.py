@@ -1,4 +1,4 @@
-"""AEDM: gradients reach the prior's noise, the prior must be public data, exact query cost, steering helps."""
+"""AEDM: gradients reach the prior's noise, the prior must be public data, exact query cost, steering moves queries."""
 
 from __future__ import annotations
 
@@ -149,19 +149,20 @@ def distil(teacher, prior, steer: bool, budget: int, seed: int) -> tuple[float, 
     return evaluate_student(student, x_test, y_test, teacher_labels)["test_acc"], oracle.used, distiller
 
 
-def test_steered_queries_beat_plain_prior_samples_at_equal_queries(teacher, prior) -> None:
-    """Over seeds 0-2 (same student init and starting noise for both), steering gains > 1 point on average.
+def test_steered_and_plain_runs_spend_whole_batches_store_every_query_and_teach_the_student(teacher, prior) -> None:
+    """Both query sources end to end at one seed, the same student init and starting noise for both.
 
-    Measured with these settings: +0.7, +3.5, +3.0 points for seeds 0-2 (and +2.9, +4.9 for seeds 3, 4).
+    Whether steering pays is a measurement over seeds, so it lives in ``benchmarks/blackbox_distill.py`` (README
+    "AEDM": at 1k queries 0.704 +/- 0.090 steered against 0.670 +/- 0.090 plain, seeds 0-2); with this test's
+    settings seeds 0-2 gave 0.597 / 0.669 / 0.541 steered and 0.585 / 0.604 / 0.477 plain.
     """
-    gains = []
-    for seed in range(3):
-        steered_acc, steered_used, distiller = distil(teacher, prior, steer=True, budget=1000, seed=seed)
-        plain_acc, plain_used, _ = distil(teacher, prior, steer=False, budget=1000, seed=seed)
-        assert steered_used == plain_used == 960 == len(distiller.store)  # 15 batches of 64; 40 queries unspent
-        assert distiller.finished
-        gains.append(steered_acc - plain_acc)
-    assert sum(gains) / len(gains) > 0.01, gains
+    runs = {steer: distil(teacher, prior, steer=steer, budget=1000, seed=0) for steer in (True, False)}
+    for steer, (accuracy, used, distiller) in runs.items():
+        assert used == 960 == len(distiller.store), steer  # 15 batches of 64; 40 queries unspent
+        assert distiller.finished, steer
+        assert accuracy > 0.4, (steer, accuracy)  # 10 classes: chance is 0.1
+    everything = torch.arange(960)
+    assert not torch.equal(runs[True][2].store.inputs(everything), runs[False][2].store.inputs(everything))  # steered
 
 
 class ThickStrokeTeacher(torch.nn.Module):
@@ -200,7 +201,7 @@ def test_an_adapting_selecting_run_resumes_exactly(tmp_path) -> None:
     config = ROOT / "simulations" / "aedm_mnist.toml"
     overrides = {"distill.budget": 1_920, "distill.eval_every": 640, "distill.checkpoint_every": 640,
                  "aedm.adapt_queries": 1_600, "aedm.offline_epochs": 1, "aedm.select_from": 2,
-                 "aedm.ink_level": [-0.2, 0.4]}
+                 "aedm.ink_level": [-0.2, 0.4], "aedm.sampling_steps": 2}  # what is resumed, not the images
     complete = fedkd.run(config, overrides=overrides, out=tmp_path / "complete")
     crashed = shutil.copytree(tmp_path / "complete", tmp_path / "crashed")
     latest = sorted((crashed / "checkpoints").glob("ckpt-*.json"))[-1]  # back to mid-probing (1,280 queries)

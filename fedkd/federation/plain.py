@@ -42,6 +42,7 @@ class PlainRun:
     test_acc: list[float]
     bytes_down: list[int] = field(default_factory=list)
     bytes_up: list[int] = field(default_factory=list)
+    queries: list[int] = field(default_factory=list)  # query strategies: the budget spent by the end of round r
     server_metrics: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -131,6 +132,7 @@ def run_plain_query(cfg: ExperimentConfig) -> PlainRun:
         run.round_seconds.append(time.perf_counter() - start)
         run.bytes_down.append(outcome.bytes_down)
         run.bytes_up.append(outcome.bytes_up)
+        run.queries.append(outcome.queries)
         run.server_metrics.append(outcome.server_metrics)
         student.load_state_dict(weights)
         run.test_acc.append(evaluate_accuracy(student, x_test, y_test))
