@@ -124,3 +124,35 @@ def test_the_warning_names_a_remedy_for_its_query_source_and_a_one_class_entropy
     assert "class 8 to 100%" in message and "entropy 0.00 nats" in message
     assert message.endswith(REMEDIES["generator"]) and "aedm.query_box" not in message
     assert remedy_for("dfme") == REMEDIES["generator"] and remedy_for("aedm") == REMEDIES["aedm"]
+
+
+class OneClass(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()
+
+
+def test_a_federations_collapse_names_its_clients_not_only_the_query_source(caplog) -> None:
+    """Round 1 of the shipped fed_tandem.toml: clients holding a third of their labels answer one class, which
+    says nothing about the query source; the federation's distiller says so."""
+    from fedkd.config import load_config
+    from fedkd.distill.baselines import RandomNoise
+    from fedkd.distill.histogram import CAUSES
+    from fedkd.federation.query_server import QueryServer
+
+    messages = {}
+    for who, cause in CAUSES.items():
+        student = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+        oracle = ModelOracle(OneClass(), mode="label", budget=6_000)
+        config = DistillConfig(method="random", batch_size=500, student_steps=1)
+        distiller = BlackBoxDistiller(student, oracle, RandomNoise(1, 28, seed=0), config, collapse_cause=cause)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="fedkd"):
+            distiller.run()
+        (messages[who],) = collapse_warnings(caplog)
+    assert "off the teacher's domain" in messages["teacher"] and "clients" not in messages["teacher"]
+    assert "clients' combined answer" in messages["federation"] and "class 3 to 100%" in messages["federation"]
+    assert messages["federation"].endswith(REMEDIES["aedm"])
+
+    server = QueryServer(load_config(ROOT / "simulations" / "fed_tandem.toml"), "tandemgan")
+    server.build_student()
+    assert server.distiller.collapse_cause == CAUSES["federation"]

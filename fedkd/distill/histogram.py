@@ -38,6 +38,17 @@ REMEDIES = {
                  "many classes; else try distill.method = 'aedm' with a prior of public data or 'real' with public "
                  "data, or check the teacher",
 }
+#: Why the answers collapse, by who answers: a model the user holds reads queries off its domain as one class; a
+#: federation's combined answer also collapses while its clients have seen few labels or classes (the first rounds
+#: of a crowd that arrives in chunks: the shipped ``fed_tandem.toml`` at round 1), and spreads as they learn.
+CAUSES = {
+    "teacher": "it reads the queries as one class, so the query source is likely off the teacher's domain and the "
+               "student will learn little",
+    "federation": "the teacher is the clients' combined answer, and clients that have seen few labels or few classes "
+                  "so far (the first rounds of a crowd that arrives in chunks, skewed partitions) answer most "
+                  "queries with one class; the student learns little from such rounds, and if the answers stay "
+                  "collapsed once the clients have their labels, the query source is likely off their domain",
+}
 #: The query sources that are generators trained from noise (the rest draw from a prior, data or noise directly).
 GENERATOR_METHODS = frozenset({"tandemgan", "dfme"})
 
@@ -98,16 +109,16 @@ class AnswerHistogram:
         """``answer_entropy`` and ``answer_top_share``; empty before any answer."""
         return {"answer_entropy": self.entropy(), "answer_top_share": self.top_share()} if self.total else {}
 
-    def collapse_warning(self, remedy: str = REMEDIES["aedm"]) -> str | None:
-        """The one-line warning, the first time the answers have collapsed onto one class, ending with ``remedy``
-        (``REMEDIES``, by query source); else ``None``."""
+    def collapse_warning(self, remedy: str = REMEDIES["aedm"], cause: str = CAUSES["teacher"]) -> str | None:
+        """The one-line warning, the first time the answers have collapsed onto one class, with its likely
+        ``cause`` (``CAUSES``, by who answers) and ending with ``remedy`` (``REMEDIES``, by query source); else
+        ``None``."""
         if self.warned or self.total < self.warn_after or self.top_share() <= self.share:
             return None
         self.warned = True
         return (f"answers collapsed onto one class: the teacher answered class {int(self.counts.argmax())} to "
                 f"{self.top_share():.0%} of the first {self.total:,} queries (answer entropy {self.entropy():.2f} "
-                f"nats): it reads the queries as one class, so the query source is likely off the teacher's domain "
-                f"and the student will learn little; {remedy}")
+                f"nats): {cause}; {remedy}")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"counts": self.counts.clone()}

@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from fedkd.distill.histogram import AnswerHistogram, remedy_for
+from fedkd.distill.histogram import CAUSES, AnswerHistogram, remedy_for
 from fedkd.distill.losses import disagreement, log_class_prior
 from fedkd.distill.state import flatten, unflatten
 from fedkd.distill.store import AnswerStore, StoreTraining, draw, train_on_store
@@ -219,7 +219,8 @@ class BlackBoxDistiller:
     ``seconds`` splits the wall time into ``teacher`` (inside oracle calls), ``generator`` (the synthesizer,
     teacher time excluded), ``student`` (its online steps) and ``store`` (the store stage). ``precision`` is the
     student's forward passes' (``fedkd.precision``; its losses stay float32). ``answers`` counts every answer by
-    class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once.
+    class (``AnswerHistogram``); its collapse warning goes to the ``fedkd`` logger once, with ``collapse_cause``
+    (``fedkd.distill.histogram.CAUSES``: the oracle is one model, or a federation's combined answer).
 
     >>> import torch
     >>> from fedkd.distill.baselines import RandomNoise
@@ -236,8 +237,10 @@ class BlackBoxDistiller:
 
     def __init__(self, student: nn.Module, oracle: Oracle, synthesizer: QuerySynthesizer,
                  config: DistillConfig, *, wave_size: int = 0, seed: int = 0,
-                 store_training: StoreTraining | None = None, precision: str = "fp32") -> None:
+                 store_training: StoreTraining | None = None, precision: str = "fp32",
+                 collapse_cause: str = CAUSES["teacher"]) -> None:
         self.student, self.synthesizer, self.config, self.precision = student, synthesizer, config, precision
+        self.collapse_cause = collapse_cause
         self.seconds = {"teacher": 0.0, "generator": 0.0, "student": 0.0, "store": 0.0}
         self.oracle = TimedOracle(oracle, self.seconds)
         self.answers = AnswerHistogram()
@@ -287,7 +290,7 @@ class BlackBoxDistiller:
         else:
             losses = [self._train(batches) for batches in self._answered_wave(iterations)]
         self.waves += 1
-        warning = self.answers.collapse_warning(remedy_for(self.config.method))
+        warning = self.answers.collapse_warning(remedy_for(self.config.method), self.collapse_cause)
         if warning is not None:
             log.warning("%s", warning)
         if not self.can_step() and not self.finished:

@@ -40,6 +40,7 @@ import torch
 from fedkd.config import ExperimentConfig
 from fedkd.data import load_dataset
 from fedkd.distill.experiment import build_synthesizer
+from fedkd.distill.histogram import CAUSES
 from fedkd.distill.loop import BlackBoxDistiller
 from fedkd.distill.state import flatten, unflatten
 from fedkd.errors import ConfigError, FedkdError
@@ -89,7 +90,7 @@ class QueryServer:
         synthesizer = build_synthesizer(cfg, self.shape[0], self.shape[1], cfg.data.dataset, self.public_pool)
         self.distiller = BlackBoxDistiller(student, self.oracle, synthesizer, cfg.distill,
                                            wave_size=self.wave_size(), seed=cfg.run.seed,
-                                           precision=cfg.run.precision)
+                                           precision=cfg.run.precision, collapse_cause=CAUSES["federation"])
         return student
 
     def wave_size(self) -> int:
