@@ -126,6 +126,22 @@ def test_the_warning_names_a_remedy_for_its_query_source_and_a_one_class_entropy
     assert remedy_for("dfme") == REMEDIES["generator"] and remedy_for("aedm") == REMEDIES["aedm"]
 
 
+def histogram_of(counts: list[int]) -> AnswerHistogram:
+    histogram = AnswerHistogram(warn_after=1)
+    histogram.add(torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)))
+    return histogram
+
+
+def test_a_collapse_is_few_classes_worth_of_answers_not_one_large_class() -> None:
+    """Below half the entropy of evenly spread answers: fewer than sqrt(C) equally likely classes' worth."""
+    assert not histogram_of([58] + [42 // 9 + 1] * 9).collapsed(10)  # one class 0.58, the rest spread: it teaches
+    assert histogram_of([50, 50] + [0] * 8).collapsed(10)  # no class above half, but two classes' worth
+    assert histogram_of([90, 5, 5]).collapsed(10)
+    assert histogram_of([100]).collapsed(10) and not histogram_of([100]).collapsed()  # class 0 alone: say how many
+    message = histogram_of([50, 50]).collapse_warning(n_classes=10)
+    assert "spread like 2.0 equally likely classes of 10" in message and "class 0 to 50%" in message
+
+
 class OneClass(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.one_hot(torch.full((len(x),), 3), 10).float()

@@ -251,6 +251,7 @@ class BlackBoxDistiller:
         self.store_rng = torch_generator(seed, "answer-store", device=next(student.parameters()).device)
         self.synthesizer_student = (AdjustedStudent(student, self.adjusted) if config.synthesizer_view == "adjusted"
                                     else student)
+        self.n_classes = 0  # the student's logits' width, from its first step: label answers name only some classes
         self.round = 0
         self.iterations = 0
         self.student_updates = 0
@@ -290,7 +291,7 @@ class BlackBoxDistiller:
         else:
             losses = [self._train(batches) for batches in self._answered_wave(iterations)]
         self.waves += 1
-        warning = self.answers.collapse_warning(remedy_for(self.config.method), self.collapse_cause)
+        warning = self.answers.collapse_warning(remedy_for(self.config.method), self.collapse_cause, self.n_classes)
         if warning is not None:
             log.warning("%s", warning)
         if not self.can_step() and not self.finished:
@@ -365,6 +366,7 @@ class BlackBoxDistiller:
         for x, answers in batches:
             with autocast(self.precision, device):
                 logits = self.student(x).float()
+            self.n_classes = logits.shape[1]
             loss = disagreement(self.adjusted(logits), answers, self.oracle.mode).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
