@@ -975,9 +975,10 @@ def teacher_panel_methods() -> str:
         group = group.sort_values("seed")
         rows.append([f"`{teacher}`", method, mode, f"{group['queries'].iloc[0] / 1e3:,.0f}k",
                      ", ".join(str(s) for s in group["seed"]), mean_spread(group["test_acc"]),
-                     mean_spread(group["ratio"]), f"{group['answer_top_share'].max():.2f}"])
+                     mean_spread(group["ratio"]), f"{group['answer_top_share'].max():.2f}",
+                     f"{np.exp(group['answer_entropy'].min()):.1f}"])
     header = ["teacher", "method", "mode", "queries", "seeds", "student test acc", "ratio to teacher",
-              "largest answer share"]
+              "largest answer share", "classes' worth of answers"]
     sentences = []
     for (dataset, _, method, mode), group in runs.groupby(["dataset", "order", "method", "mode"]):
         ratios = group.groupby("teacher")["ratio"].mean()
@@ -988,7 +989,7 @@ def teacher_panel_methods() -> str:
                          f"({counts} seed{'s' if seeds.max() > 1 else ''} each), "
                          f"ratio {ratios.min():.3f}-{ratios.max():.3f} (mean over seeds per teacher), "
                          f"at or above 0.9 on {int((ratios >= 0.9).sum())}.")
-    return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r"], rows) + "\n"
+    return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r", "r"], rows) + "\n"
             + prose(*sentences, proba_adjustment_sentence(everything), digits28_strokes_sentence(everything)))
 
 
