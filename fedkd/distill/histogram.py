@@ -117,10 +117,13 @@ class AnswerHistogram:
         """``answer_entropy`` and ``answer_top_share``; empty before any answer."""
         return {"answer_entropy": self.entropy(), "answer_top_share": self.top_share()} if self.total else {}
 
+    def classes(self, n_classes: int = 0) -> int:
+        """``C``: the larger of ``n_classes`` and the classes seen (label answers name only those answered so far)."""
+        return max(n_classes, len(self.counts))
+
     def collapsed(self, n_classes: int = 0) -> bool:
-        """Whether the answers' entropy is below ``collapse_entropy * log C``, ``C`` the larger of ``n_classes`` and
-        the classes seen (label answers name only the classes answered so far)."""
-        classes = max(n_classes, len(self.counts))
+        """Whether the answers' entropy is below ``collapse_entropy * log C`` (``classes``)."""
+        classes = self.classes(n_classes)
         return classes > 1 and self.entropy() < self.collapse_entropy * math.log(classes)
 
     def collapse_warning(self, remedy: str = REMEDIES["aedm"], cause: str = CAUSES["teacher"],
@@ -131,10 +134,9 @@ class AnswerHistogram:
         if self.warned or self.total < self.warn_after or not self.collapsed(n_classes):
             return None
         self.warned = True
-        classes = max(n_classes, len(self.counts))
         return (f"answers collapsed onto few classes: the teacher answered class {int(self.counts.argmax())} to "
                 f"{self.top_share():.0%} of the first {self.total:,} queries, and its answers spread like "
-                f"{math.exp(self.entropy()):.1f} equally likely classes of {classes} (answer entropy "
+                f"{math.exp(self.entropy()):.1f} equally likely classes of {self.classes(n_classes)} (answer entropy "
                 f"{self.entropy():.2f} nats): {cause}; {remedy}")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
