@@ -795,8 +795,9 @@ def federated_grid_prose() -> str:
     shown = runs[runs["aggregator"].isin(["mv", "bila"])]  # the grid's two cleanings
     ranges = {s: shown[shown["strategy"] == s]["test_acc"] for s in ("feddf", "fedtandem")}
     behind = {s: 100 * (g["ensemble_acc"] - g["test_acc"]) for s, g in shown.groupby("strategy")}
-    tandem_ahead = [(a, n, c) for a, n in cells for c in ("mv", "bila")
-                    if cell[(a, n, "fedtandem", c)] > cell[(a, n, "fedaedm", c)]]
+    tandem_lead = {(a, n, c): 100 * (cell[(a, n, "fedtandem", c)] - cell[(a, n, "fedaedm", c)])
+                   for a, n in cells for c in ("mv", "bila")}
+    tandem_ahead = {key: lead for key, lead in tandem_lead.items() if lead > 0}
     return prose(
         f"{'FedAvg leads everywhere.' if leads else 'FedAvg does not lead in every cell.'} `fedaedm` comes within "
         f"{min(gaps):.0f}-{max(gaps):.0f} points of it once the clients are less skewed (alpha 0.5 or 100), where the "
@@ -806,11 +807,10 @@ def federated_grid_prose() -> str:
         f"({ranges['fedtandem'].min():.2f}-{ranges['fedtandem'].max():.2f}) trail their own clients' combined answer "
         f"by {behind['feddf'].min():.0f}-{behind['feddf'].max():.0f} and "
         f"{behind['fedtandem'].min():.0f}-{behind['fedtandem'].max():.0f} points. With the settings it ships with "
-        f"since session 19, `fedtandem` is ahead of `fedaedm` in {len(tandem_ahead)} of {2 * len(cells)} cells at "
+        f"since session 19, `fedtandem` is ahead of `fedaedm` in {len(tandem_ahead)} of {len(tandem_lead)} cells at "
         "this one seed (" + "; ".join(
-            f"alpha {a:g}, {n} noise, {CLEANING_NAMES[c]} clients, by "
-            f"{100 * (cell[(a, n, 'fedtandem', c)] - cell[(a, n, 'fedaedm', c)]):.1f} points"
-            for a, n, c in tandem_ahead) + "), with no data at all on the server."
+            f"alpha {a:g}, {n} noise, {CLEANING_NAMES[c]} clients, by {lead:.1f} points"
+            for (a, n, c), lead in tandem_ahead.items()) + "), with no data at all on the server."
     )
 
 
