@@ -269,7 +269,7 @@ def _hetero_fonts(runs: pd.DataFrame) -> str:
     seeds = sorted(set(fonts.index) & set(shipped.index))
     if not seeds:
         return ""
-    moves = ", ".join(f"{100 * (fonts.loc[s, 'test_acc'] - shipped.loc[s, 'test_acc']):+.1f}" for s in seeds)
+    moves = _moves(fonts, shipped, seeds)
     return (
         "**The font digits' prior with clients of mixed architectures.** Four of `hetero.toml`'s ten clients are "
         "ResNet-8 and VGG-small networks, architectures that AEDM distilled poorly with the UCI digits' prior and well "
@@ -288,7 +288,8 @@ def _hetero_fonts(runs: pd.DataFrame) -> str:
 def oneshot_tandem() -> str:
     """One-shot ``fedtandem``: how the clients are read (coverage against Dawid-Skene, both run in session 18 on the
     same machine with 200k queries), the store-stage lever, and the budget shipped since session 19."""
-    runs = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and strategy == 'fedtandem'")
+    labelled = read("oneshot.csv").query("alpha == 0.1 and mode == 'label'")
+    runs = labelled.query("strategy == 'fedtandem' and federation == 'homogeneous'")
     shipped, ds = (runs.query("tag == @tag").set_index("seed") for tag in ("budget-200k", "ds-rerun"))
     seeds, moves, choice = _paired(shipped, ds)
     if not seeds:
@@ -308,7 +309,7 @@ def oneshot_tandem() -> str:
     store = runs.query("tag == 'store-5'").set_index("seed")
     if len(store):
         both = sorted(set(store.index) & set(shipped.index))
-        moved = ", ".join(f"{100 * (store.loc[s, 'test_acc'] - shipped.loc[s, 'test_acc']):+.1f}" for s in both)
+        moved = _moves(store, shipped, both)
         copies = ", ".join(f"{store.loc[s, 'test_acc']:.3f} against {store.loc[s, 'ensemble_as_taught']:.3f}"
                            for s in both)
         paragraphs.append(
@@ -317,10 +318,8 @@ def oneshot_tandem() -> str:
             f"({store.loc[both, 'seconds'].mean():.0f} s against {shipped.loc[both, 'seconds'].mean():.0f} s, 2 shared "
             "cores). Trained to convergence on its answers, the student ends near the committee as taught (seed by "
             f"seed: {copies}): it learns the reading, errors included. It stays an option (off by default).")
-    paragraphs.append(_tandem_budget(runs.query("tag == 'default' and federation == 'homogeneous'")
-                                     .set_index("seed"), shipped))
-    hetero = read("oneshot.csv").query("alpha == 0.1 and mode == 'label' and federation == 'heterogeneous' and "
-                                       "tag == 'default' and seed < @SELECTION_SEED")
+    paragraphs.append(_tandem_budget(runs.query("tag == 'default'").set_index("seed"), shipped))
+    hetero = labelled.query("federation == 'heterogeneous' and tag == 'default' and seed < @SELECTION_SEED")
     paragraphs.append(_hetero_tandem(hetero.query("strategy == 'fedtandem'"), hetero.query("strategy == 'fedaedm'")))
     return prose(*filter(None, paragraphs))
 
@@ -333,7 +332,7 @@ def _hetero_tandem(runs: pd.DataFrame, aedm: pd.DataFrame) -> str:
     tandem, aedm = runs.set_index("seed"), aedm.set_index("seed")
     seeds = sorted(set(tandem.index) & set(aedm.index))
     same = bool(seeds) and all(tandem.loc[s, c] == aedm.loc[s, c] for s in seeds for c in ("ensemble", "best_client"))
-    moves = ", ".join(f"{100 * (tandem.loc[s, 'test_acc'] - aedm.loc[s, 'test_acc']):+.1f}" for s in seeds)
+    moves = _moves(tandem, aedm, seeds)
     against = (f"On the same clients (their combined answer and best client match seed by seed) it moves the student "
                f"by {moves} points against `hetero.toml`'s `fedaedm` at seeds {', '.join(map(str, seeds))}."
                if same else "Its clients differ from those of the `fedaedm` rows above, so compare rho, not accuracy.")
@@ -347,6 +346,12 @@ def _hetero_tandem(runs: pd.DataFrame, aedm: pd.DataFrame) -> str:
         "clients answer 300k queries each, where `fedaedm` asks 20k.")
 
 
+def _moves(now: pd.DataFrame, before: pd.DataFrame, seeds: list[int]) -> str:
+    """How far the student moved from ``before`` to ``now`` (``oneshot.csv`` rows indexed by seed) at each of
+    ``seeds``, in points."""
+    return ", ".join(f"{100 * (now.loc[s, 'test_acc'] - before.loc[s, 'test_acc']):+.1f}" for s in seeds)
+
+
 def _paired(now: pd.DataFrame, before: pd.DataFrame) -> tuple[list[int], str, str]:
     """Two settings of the same one-shot clients (``oneshot.csv`` rows indexed by seed): the seeds both ran, the
     student's move per seed in points, and how the choice was made (selection seeds, then rho on the reported
@@ -354,7 +359,7 @@ def _paired(now: pd.DataFrame, before: pd.DataFrame) -> tuple[list[int], str, st
     seeds = sorted(set(now.index) & set(before.index))
     reported = [s for s in seeds if s < SELECTION_SEED]
     selection = [s for s in seeds if s >= SELECTION_SEED]
-    moves = ", ".join(f"{100 * (now.loc[s, 'test_acc'] - before.loc[s, 'test_acc']):+.1f}" for s in seeds)
+    moves = _moves(now, before, seeds)
     choice = (f"the selection seeds {seed_span(pd.Series(selection))} ({now.loc[selection, 'test_acc'].mean():.3f} "
               f"against {before.loc[selection, 'test_acc'].mean():.3f}); on the reported seeds rho is "
               f"{now.loc[reported, 'rho'].mean():.2f} against {before.loc[reported, 'rho'].mean():.2f}")
