@@ -1052,7 +1052,24 @@ def teacher_panel_methods() -> str:
                          f"ratio {ratios.min():.3f}-{ratios.max():.3f} (mean over seeds per teacher), "
                          f"at or above 0.9 on {int((ratios >= 0.9).sum())}.")
     return (table(header, ["l", "l", "l", "r", "l", "r", "r", "r", "r"], rows) + "\n"
-            + prose(*sentences, proba_adjustment_sentence(everything), digits28_strokes_sentence(everything)))
+            + prose(*sentences, aedm_steering_sentence(everything), aedm_proba_sentence(everything),
+                    proba_adjustment_sentence(everything), digits28_strokes_sentence(everything)))
+
+
+def aedm_steering_sentence(runs: pd.DataFrame) -> str:
+    """``aedm_mnist.toml`` steered towards the student's uncertainty (``fonts-steered``) against as shipped (plain
+    prior samples), on the panel where both ran: whether steering, the method's namesake, pays across teachers at
+    the shipped budget."""
+    return compared(runs, "fonts-steered", "fonts",
+                    "AEDM steered towards the student's uncertainty (`--set aedm.steer=true`) against as shipped "
+                    "(plain prior samples, 100k label queries)", "AEDM was not run steered on the panel.")
+
+
+def aedm_proba_sentence(runs: pd.DataFrame) -> str:
+    """``aedm_mnist.toml`` with probability answers (``fonts-proba``) against label answers, where both ran."""
+    return compared(runs, "fonts-proba", "fonts",
+                    "AEDM with probability answers (`--set distill.mode=proba`) against label answers (as shipped)",
+                    "AEDM was not run with probability answers on the panel.")
 
 
 def proba_adjustment_sentence(runs: pd.DataFrame) -> str:
