@@ -1060,9 +1060,14 @@ def aedm_steering_sentence(runs: pd.DataFrame) -> str:
     """``aedm_mnist.toml`` steered towards the student's uncertainty (``fonts-steered``) against as shipped (plain
     prior samples), on the panel where both ran: whether steering, the method's namesake, pays across teachers at
     the shipped budget."""
+    both = runs[runs["variant"].isin(["fonts-steered", "fonts"])].pivot_table(
+        index=["teacher", "seed"], columns="variant", values="seconds").dropna()
+    cost = ("" if both.empty else f" Steered, a run spent {both['fonts-steered'].mean() / 60:.0f} min in its loop "
+            f"against {both['fonts'].mean() / 60:.0f} min as shipped (means over those runs, two runs sharing the "
+            "2 cores).")
     return compared(runs, "fonts-steered", "fonts",
                     "AEDM steered towards the student's uncertainty (`--set aedm.steer=true`) against as shipped "
-                    "(plain prior samples, 100k label queries)", "AEDM was not run steered on the panel.")
+                    "(plain prior samples, 100k label queries)", "AEDM was not run steered on the panel.") + cost
 
 
 def aedm_proba_sentence(runs: pd.DataFrame) -> str:
