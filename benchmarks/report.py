@@ -1060,8 +1060,7 @@ def aedm_steering_sentence(runs: pd.DataFrame) -> str:
     """``aedm_mnist.toml`` steered towards the student's uncertainty (``fonts-steered``) against as shipped (plain
     prior samples), on the panel where both ran: whether steering, the method's namesake, pays across teachers at
     the shipped budget."""
-    both = runs[runs["variant"].isin(["fonts-steered", "fonts"])].pivot_table(
-        index=["teacher", "seed"], columns="variant", values="seconds").dropna()
+    both = paired(runs, "fonts-steered", "fonts", "seconds")
     cost = ("" if both.empty else f" Steered, a run spent {both['fonts-steered'].mean() / 60:.0f} min in its loop "
             f"against {both['fonts'].mean() / 60:.0f} min as shipped (means over those runs, two runs sharing the "
             "2 cores).")
@@ -1113,12 +1112,17 @@ PANEL_RATIO_COLUMNS = {"fonts-steps4": "4 DDIM steps: ratio", "fonts-adjusted": 
                        "fixed": "digits prior, fixed framing: ratio", "selected": "digits prior, selection: ratio"}
 
 
+def paired(runs: pd.DataFrame, variant: str, baseline: str, values: str) -> pd.DataFrame:
+    """``values`` of the two variants (columns, in that order) on the (teacher, seed) runs where both ran."""
+    pair = [variant, baseline]
+    return runs[runs["variant"].isin(pair)].pivot_table(
+        index=["teacher", "seed"], columns="variant", values=values).reindex(columns=pair).dropna()
+
+
 def paired_ratios(runs: pd.DataFrame, variant: str, baseline: str) -> tuple[pd.DataFrame, str]:
     """The two variants' ratios on the (teacher, seed) runs where both ran, and the clause that compares them there
     (how many runs ``variant`` is higher and lower on, and both means)."""
-    pair = [variant, baseline]
-    both = runs[runs["variant"].isin(pair)].pivot_table(
-        index=["teacher", "seed"], columns="variant", values="ratio").reindex(columns=pair).dropna()
+    both = paired(runs, variant, baseline, "ratio")
     gain = both[variant] - both[baseline]
     return both, (f"on the {len(both)} (teacher, seed) runs where both ran: higher on {int((gain > 0).sum())}, lower "
                   f"on {int((gain < 0).sum())}, mean ratio {both[variant].mean():.3f} against "
