@@ -16,21 +16,23 @@ contrast, other boxes, position jitter):
 It also records which framing AEDM's adaptation (``aedm.adapt_queries``) picks for each teacher from its answers
 alone (``teacher_panel_choice.csv``: the first 1,536 queries of an AEDM run, two prior seeds), and with
 ``--distill`` runs ``simulations/aedm_mnist.toml`` with only ``teacher.path`` (and ``run.seed``) changed, as shipped
-(``fonts``), with the earlier digits prior (``adapted``: the framing adapted as shipped; ``fixed``:
+(``fonts-adjusted``: the student with logit adjustment), without the adjustment as shipped before (``fonts``), with
+the earlier digits prior (``adapted``: the framing adapted as shipped with it; ``fixed``:
 ``aedm.adapt_queries = 0``, ``aedm.learn_plain = false``; ``selected``: ``aedm.select_from = 4``), and with
 ``--variants tandemgan-adjusted`` ``simulations/tandemgan_mnist.toml`` as shipped (its stroke body and logit
 adjustment; ``tandemgan-strokes``: without the adjustment; ``tandemgan``: with the MLP body it had before), for
 every teacher
 (``teacher_panel_distill.csv``: the final student, its ratio to the teacher, the answer histogram and the run's
 time). The other methods and modes of ``benchmarks/blackbox_distill.py`` are variants too (``real``, ``random``,
-``dfme``, ``dfme-proba``, ``tandemgan-proba``, ``fonts-steered``, ``fonts-proba``; :data:`METHOD_CELLS`), for the
+``dfme``, ``dfme-proba``, ``tandemgan-proba``, ``fonts-adjusted-proba``, and without AEDM's adjustment
+``fonts-steered`` and ``fonts-proba``; :data:`METHOD_CELLS`), for the
 README's per-(teacher, method, mode) table. ``--dataset digits28`` runs the digits28 panel with
 ``tandemgan_digits28.toml`` (it has no AEDM config). Runs are kept under ``--runs`` and a finished one is read
 back, not run again.
 
     python benchmarks/teacher_panel.py                 # the diagnostic, ~3 min here
     python benchmarks/teacher_panel.py --teachers /tmp/mine --out /tmp/panel   # teachers the project does not ship
-    python benchmarks/teacher_panel.py --distill --seeds 0 1   # ~2.5 min per run here
+    python benchmarks/teacher_panel.py --distill --seeds 0 1   # 8-12 min per run here, two sharing the cores
     python benchmarks/teacher_panel.py --distill --variants tandemgan-adjusted --seeds 0 1   # 3-12 min per run here
     python benchmarks/teacher_panel.py --distill --dataset digits28 --variants tandemgan tandemgan-adjusted
 
@@ -130,16 +132,22 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
     return pd.DataFrame(rows)
 
 
-#: The prior every AEDM variant but ``fonts`` ran with: the UCI digits' 8x8 prior, shipped before the font digits'.
+#: The prior every AEDM variant but the ``fonts`` ones ran with: the UCI digits' 8x8 prior, shipped before the font
+#: digits'.
 DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aedm.prior_dataset": "digits"}
+
+#: The AEDM student's plain loss, as ``aedm_mnist.toml`` shipped until logit adjustment became its default: the
+#: variants measured before that keep it, so that each reruns what was recorded.
+UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
 
 #: ``--distill``'s variants, each the kind of shipped config it changes (``aedm``: ``aedm_mnist.toml``;
 #: ``tandemgan``: the dataset's TandemGAN config, ``tandemgan_mnist.toml`` or ``tandemgan_digits28.toml``) and its
-#: overrides: ``simulations/aedm_mnist.toml`` as shipped
-#: (``fonts``: the font digits' 16x16 prior; ``fonts-steps4`` decodes it with 4 DDIM steps, not 8;
-#: ``fonts-adjusted`` trains the student with logit adjustment, ``distill.logit_adjustment = 1``), and with the
-#: UCI digits' prior, framing adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query
-#: selected from four decoded images towards the classes the teacher has named least (``selected``);
+#: overrides: ``simulations/aedm_mnist.toml`` as shipped (``fonts-adjusted``: the font digits' 16x16 prior, the
+#: student trained with logit adjustment) and in proba mode (``fonts-adjusted-proba``); without the adjustment, as
+#: shipped before (``fonts``), and so decoded with 4 DDIM steps, not 8 (``fonts-steps4``), steered
+#: (``fonts-steered``) and in proba mode (``fonts-proba``); with the UCI digits' prior, no adjustment, framing
+#: adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query selected from four decoded images
+#: towards the classes the teacher has named least (``selected``);
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
 #: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
 #: and with the MLP body it shipped before that (``tandemgan``: smooth grey images); ``tandemgan-proba-plain`` is
@@ -147,18 +155,19 @@ DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aed
 #: ``tandemgan-view`` has its generator play against the student as the loss sees it
 #: (``distill.synthesizer_view = "adjusted"``).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
-    "fonts": ("aedm", {}),
-    "fonts-steps4": ("aedm", {"aedm.sampling_steps": 4}),
     "fonts-adjusted": ("aedm", {"distill.logit_adjustment": 1.0}),
-    "fixed": ("aedm", {**DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
-    "adapted": ("aedm", DIGITS_PRIOR),
-    "selected": ("aedm", {**DIGITS_PRIOR, "aedm.select_from": 4}),
+    "fonts-adjusted-proba": ("aedm", {"distill.logit_adjustment": 1.0, "distill.mode": "proba"}),
+    "fonts": ("aedm", UNADJUSTED),
+    "fonts-steps4": ("aedm", {**UNADJUSTED, "aedm.sampling_steps": 4}),
+    "fixed": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
+    "adapted": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR}),
+    "selected": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR, "aedm.select_from": 4}),
     "tandemgan": ("tandemgan", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
     "tandemgan-strokes": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
     "tandemgan-adjusted": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
     "tandemgan-view": ("tandemgan", {"distill.synthesizer_view": "adjusted"}),
-    "fonts-steered": ("aedm", {"aedm.steer": True}),
-    "fonts-proba": ("aedm", {"distill.mode": "proba"}),
+    "fonts-steered": ("aedm", {**UNADJUSTED, "aedm.steer": True}),
+    "fonts-proba": ("aedm", {**UNADJUSTED, "distill.mode": "proba"}),
     "tandemgan-proba": ("tandemgan", {"distill.mode": "proba"}),
     "tandemgan-proba-plain": ("tandemgan", {"distill.mode": "proba", "distill.logit_adjustment": 0.0}),
     "dfme": ("tandemgan", {"distill.method": "dfme"}),
@@ -175,7 +184,7 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 #: optimizer, budget and logit adjustment. TandemGAN's label cell is ``tandemgan-adjusted`` on mnist5k and
 #: ``tandemgan`` (the MLP body, no adjustment) on digits28, as each config ships.
 METHOD_CELLS: dict[str, tuple[str, str]] = {
-    "fonts": ("aedm-plain", "label"), "fonts-proba": ("aedm-plain", "proba"), "fonts-steered": ("aedm", "label"),
+    "fonts-adjusted": ("aedm-plain", "label"), "fonts-adjusted-proba": ("aedm-plain", "proba"),
     "tandemgan-adjusted": ("tandemgan", "label"), "tandemgan": ("tandemgan", "label"),
     "tandemgan-proba": ("tandemgan", "proba"), "dfme": ("dfme", "label"), "dfme-proba": ("dfme", "proba"),
     "random": ("random", "label"), "real": ("real", "label"),
@@ -251,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--distill", action="store_true", help="run the --variants' configs on every teacher instead")
-    parser.add_argument("--variants", nargs="+", default=["fonts"], choices=list(DISTILL_VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=["fonts-adjusted"], choices=list(DISTILL_VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "teacher_panel")
     args = parser.parse_args(argv)
