@@ -143,9 +143,10 @@ UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
 #: ``--distill``'s variants, each the kind of shipped config it changes (``aedm``: ``aedm_mnist.toml``;
 #: ``tandemgan``: the dataset's TandemGAN config, ``tandemgan_mnist.toml`` or ``tandemgan_digits28.toml``) and its
 #: overrides: ``simulations/aedm_mnist.toml`` as shipped (``fonts-adjusted``: the font digits' 16x16 prior, the
-#: student trained with logit adjustment) and in proba mode (``fonts-adjusted-proba``); without the adjustment, as
-#: shipped before (``fonts``), and so decoded with 4 DDIM steps, not 8 (``fonts-steps4``), steered
-#: (``fonts-steered``) and in proba mode (``fonts-proba``); with the UCI digits' prior, no adjustment, framing
+#: student trained with logit adjustment), in proba mode (``fonts-adjusted-proba``) and steered
+#: (``fonts-adjusted-steered``); without the adjustment, as shipped before (``fonts``), and so decoded with 4 DDIM
+#: steps, not 8 (``fonts-steps4``), steered (``fonts-steered``) and in proba mode (``fonts-proba``); with the UCI
+#: digits' prior, no adjustment, framing
 #: adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query selected from four decoded images
 #: towards the classes the teacher has named least (``selected``);
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
@@ -157,6 +158,7 @@ UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "fonts-adjusted": ("aedm", {"distill.logit_adjustment": 1.0}),
     "fonts-adjusted-proba": ("aedm", {"distill.logit_adjustment": 1.0, "distill.mode": "proba"}),
+    "fonts-adjusted-steered": ("aedm", {"distill.logit_adjustment": 1.0, "aedm.steer": True}),
     "fonts": ("aedm", UNADJUSTED),
     "fonts-steps4": ("aedm", {**UNADJUSTED, "aedm.sampling_steps": 4}),
     "fixed": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
@@ -185,6 +187,7 @@ DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
 #: ``tandemgan`` (the MLP body, no adjustment) on digits28, as each config ships.
 METHOD_CELLS: dict[str, tuple[str, str]] = {
     "fonts-adjusted": ("aedm-plain", "label"), "fonts-adjusted-proba": ("aedm-plain", "proba"),
+    "fonts-adjusted-steered": ("aedm", "label"),
     "tandemgan-adjusted": ("tandemgan", "label"), "tandemgan": ("tandemgan", "label"),
     "tandemgan-proba": ("tandemgan", "proba"), "dfme": ("dfme", "label"), "dfme-proba": ("dfme", "proba"),
     "random": ("random", "label"), "real": ("real", "label"),
