@@ -39,7 +39,7 @@ def disagreement(student_logits: torch.Tensor, answers: torch.Tensor, mode: str)
 def log_class_prior(counts: torch.Tensor, n_classes: int) -> torch.Tensor:
     """``log pi``: the log frequencies of ``counts`` (answers per class, possibly fewer than ``n_classes``
     entries), add-one smoothed over ``n_classes`` so a class never answered has a finite log prior."""
-    padded = torch.ones(n_classes, dtype=torch.float64)
+    padded = torch.ones(n_classes, dtype=torch.float64, device=counts.device)
     padded[:len(counts)] += counts.double()
     return (padded / padded.sum()).log().float()
 
