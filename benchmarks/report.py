@@ -1009,11 +1009,11 @@ def teacher_panel() -> str:
               "TandemGAN, no logit adjustment: ratio", "TandemGAN, MLP body, no adjustment: ratio"]
     per_teacher = runs.pivot_table(index="teacher", columns="variant", values="ratio").reindex(
         columns=[AEDM_SHIPPED, "fonts", "adapted"])
-    fonts, met = per_teacher[AEDM_SHIPPED], (per_teacher >= 0.9).sum()
+    aedm, met = per_teacher[AEDM_SHIPPED], (per_teacher >= 0.9).sum()
     return table(header, ["l", "r", "l", *"r" * (len(header) - 3)], rows) + "\n" + prose(
         f"The target of 0.9 of the teacher's accuracy is met on {met[AEDM_SHIPPED]} of {len(per_teacher)} teachers "
-        f"with `aedm_mnist.toml` as shipped (mean over seeds; a seed count of 1 is one run; lowest {fonts.min():.3f}, "
-        f"`{fonts.idxmin()}`), against {met['fonts']} without its logit adjustment and {met['adapted']} with the "
+        f"with `aedm_mnist.toml` as shipped (mean over seeds; a seed count of 1 is one run; lowest {aedm.min():.3f}, "
+        f"`{aedm.idxmin()}`), against {met['fonts']} without its logit adjustment and {met['adapted']} with the "
         "digits prior the font prior replaced.", steps_sentence(runs),
         aedm_adjustment_sentence(runs),
         selection_sentence(runs), tandemgan_sentence(runs), adjustment_sentence(runs), view_sentence(runs),

@@ -136,9 +136,11 @@ def adaptation_choices(teachers: list[Path], dataset: str, seeds: list[int]) -> 
 #: digits'.
 DIGITS_PRIOR: dict[str, object] = {"aedm.prior": "pretrained/prior-digits", "aedm.prior_dataset": "digits"}
 
-#: The AEDM student's plain loss, as ``aedm_mnist.toml`` shipped until logit adjustment became its default: the
-#: variants measured before that keep it, so that each reruns what was recorded.
+#: The student's plain loss and its loss with logit adjustment, pinned in each variant so that it reruns what was
+#: recorded whichever the config ships: ``aedm_mnist.toml`` shipped the plain loss until logit adjustment became its
+#: default, and the AEDM variants measured before that keep it.
 UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
+ADJUSTED: dict[str, object] = {"distill.logit_adjustment": 1.0}
 
 #: ``--distill``'s variants, each the kind of shipped config it changes (``aedm``: ``aedm_mnist.toml``;
 #: ``tandemgan``: the dataset's TandemGAN config, ``tandemgan_mnist.toml`` or ``tandemgan_digits28.toml``) and its
@@ -146,9 +148,8 @@ UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
 #: student trained with logit adjustment), in proba mode (``fonts-adjusted-proba``) and steered
 #: (``fonts-adjusted-steered``); without the adjustment, as shipped before (``fonts``), and so decoded with 4 DDIM
 #: steps, not 8 (``fonts-steps4``), steered (``fonts-steered``) and in proba mode (``fonts-proba``); with the UCI
-#: digits' prior, no adjustment, framing
-#: adapted as shipped with it (``adapted``), fixed (``fixed``) and with each query selected from four decoded images
-#: towards the classes the teacher has named least (``selected``);
+#: digits' prior, no adjustment, framing adapted as shipped with it (``adapted``), fixed (``fixed``) and with each
+#: query selected from four decoded images towards the classes the teacher has named least (``selected``);
 #: ``simulations/tandemgan_mnist.toml`` with its stroke body and logit adjustment as shipped
 #: (``tandemgan-adjusted``), with the stroke body alone (``tandemgan-strokes``: pen strokes on a dark background)
 #: and with the MLP body it shipped before that (``tandemgan``: smooth grey images); ``tandemgan-proba-plain`` is
@@ -156,22 +157,22 @@ UNADJUSTED: dict[str, object] = {"distill.logit_adjustment": 0.0}
 #: ``tandemgan-view`` has its generator play against the student as the loss sees it
 #: (``distill.synthesizer_view = "adjusted"``).
 DISTILL_VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
-    "fonts-adjusted": ("aedm", {"distill.logit_adjustment": 1.0}),
-    "fonts-adjusted-proba": ("aedm", {"distill.logit_adjustment": 1.0, "distill.mode": "proba"}),
-    "fonts-adjusted-steered": ("aedm", {"distill.logit_adjustment": 1.0, "aedm.steer": True}),
+    "fonts-adjusted": ("aedm", ADJUSTED),
+    "fonts-adjusted-proba": ("aedm", {**ADJUSTED, "distill.mode": "proba"}),
+    "fonts-adjusted-steered": ("aedm", {**ADJUSTED, "aedm.steer": True}),
     "fonts": ("aedm", UNADJUSTED),
     "fonts-steps4": ("aedm", {**UNADJUSTED, "aedm.sampling_steps": 4}),
     "fixed": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR, "aedm.adapt_queries": 0, "aedm.learn_plain": False}),
     "adapted": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR}),
     "selected": ("aedm", {**UNADJUSTED, **DIGITS_PRIOR, "aedm.select_from": 4}),
-    "tandemgan": ("tandemgan", {"tandemgan.body": "mlp", "distill.logit_adjustment": 0.0}),
-    "tandemgan-strokes": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 0.0}),
-    "tandemgan-adjusted": ("tandemgan", {"tandemgan.body": "strokes", "distill.logit_adjustment": 1.0}),
+    "tandemgan": ("tandemgan", {"tandemgan.body": "mlp", **UNADJUSTED}),
+    "tandemgan-strokes": ("tandemgan", {"tandemgan.body": "strokes", **UNADJUSTED}),
+    "tandemgan-adjusted": ("tandemgan", {"tandemgan.body": "strokes", **ADJUSTED}),
     "tandemgan-view": ("tandemgan", {"distill.synthesizer_view": "adjusted"}),
     "fonts-steered": ("aedm", {**UNADJUSTED, "aedm.steer": True}),
     "fonts-proba": ("aedm", {**UNADJUSTED, "distill.mode": "proba"}),
     "tandemgan-proba": ("tandemgan", {"distill.mode": "proba"}),
-    "tandemgan-proba-plain": ("tandemgan", {"distill.mode": "proba", "distill.logit_adjustment": 0.0}),
+    "tandemgan-proba-plain": ("tandemgan", {"distill.mode": "proba", **UNADJUSTED}),
     "dfme": ("tandemgan", {"distill.method": "dfme"}),
     "dfme-proba": ("tandemgan", {"distill.method": "dfme", "distill.mode": "proba"}),
     "random": ("tandemgan", {"distill.method": "random"}),
