@@ -25,3 +25,16 @@ def test_a_variant_without_a_config_for_the_dataset_is_refused_in_one_line() -> 
     with pytest.raises(SystemExit, match="^variant 'fonts' has no config for dataset 'digits28'; it runs on mnist5k$"):
         require_config("fonts", "digits28")
     assert require_config("real", "digits28") == ("tandemgan_digits28.toml", {"distill.method": "real"})
+
+
+def test_the_heldout_teachers_are_none_of_the_shipped_ones() -> None:
+    # the held-out check is only a check if no default could have been chosen with its teachers
+    import json
+
+    from fedkd_benchmarks.heldout_teachers import DATASET, HELDOUT
+    from fedkd_benchmarks.teacher_panel import teacher_dirs
+
+    shipped = {(info["model"], info["seed"]) for info in
+               (json.loads((p / "teacher.json").read_text()) for p in teacher_dirs(DATASET))}
+    assert len(shipped) == 8 and not shipped & set(HELDOUT)
+    assert {m for m, _ in HELDOUT} - {m for m, _ in shipped} == {"resnet18_narrow"}
