@@ -18,7 +18,7 @@ teachers' ``teacher.json`` beside it as ``teachers.csv``.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -38,10 +38,10 @@ VARIANTS = ("fonts-adjusted", "tandemgan-adjusted")
 
 def heldout_teacher(model: str, seed: int, root: Path) -> Path:
     """The teacher's directory under ``root``, trained and saved there first if it is not."""
-    from fedkd.teachers import save_teacher, train_teacher
+    from fedkd.teachers import INFO_FILE, save_teacher, train_teacher
 
     out = root / f"{DATASET}-{model}-s{seed}"
-    if not (out / "teacher.json").exists():
+    if not (out / INFO_FILE).exists():
         teacher = train_teacher(DATASET, model, seed=seed)
         save_teacher(teacher, out)
         print(f"{out.name}: test_acc {teacher.info.test_acc:.4f}", flush=True)
@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "heldout_teachers")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "heldout_teachers" / "runs")
     args = parser.parse_args(argv)
+    from fedkd.teachers import load_teacher
+
     torch.set_num_threads(1)
     teachers = [heldout_teacher(m, s, args.teachers_dir) for m, s in HELDOUT if m in args.models]
     args.out.mkdir(parents=True, exist_ok=True)
-    info = pd.DataFrame([{"teacher": t.name, **json.loads((t / "teacher.json").read_text())} for t in teachers])
+    info = pd.DataFrame([{"teacher": t.name, **dataclasses.asdict(load_teacher(t, dataset=DATASET).info)}
+                         for t in teachers])
     path = args.out / "teachers.csv"
     merge_rows(info.drop(columns=["training"]), path, ["teacher"]).to_csv(path, index=False)
     return panel_main(["--distill", "--dataset", DATASET, "--teachers", *map(str, teachers),

@@ -1070,9 +1070,9 @@ def heldout_teachers() -> str:
     for teacher, group in runs.groupby("teacher"):
         cells = []
         for variant in methods:
-            done = group[group["variant"] == variant].sort_values("seed")
+            done = group[group["variant"] == variant]
             cells += (["–"] * 3 if done.empty else
-                      [f"{mean_spread(done['test_acc'])} ({len(done)})", f"{mean_spread(done['ratio'])}",
+                      [f"{mean_spread(done['test_acc'])} ({len(done)})", mean_spread(done["ratio"]),
                        f"{done['seconds'].max() / 60:.1f}"])
         rows.append([f"`{teacher}`", f"`{info.loc[teacher, 'model']}`", str(info.loc[teacher, "seed"]),
                      f"{info.loc[teacher, 'test_acc']:.3f}", *cells])

@@ -29,12 +29,11 @@ def test_a_variant_without_a_config_for_the_dataset_is_refused_in_one_line() -> 
 
 def test_the_heldout_teachers_are_none_of_the_shipped_ones() -> None:
     # the held-out check is only a check if no default could have been chosen with its teachers
-    import json
-
+    from fedkd.teachers import load_teacher
     from fedkd_benchmarks.heldout_teachers import DATASET, HELDOUT
     from fedkd_benchmarks.teacher_panel import teacher_dirs
 
-    shipped = {(info["model"], info["seed"]) for info in
-               (json.loads((p / "teacher.json").read_text()) for p in teacher_dirs(DATASET))}
+    infos = [load_teacher(p, dataset=DATASET).info for p in teacher_dirs(DATASET)]
+    shipped = {(info.model, info.seed) for info in infos}
     assert len(shipped) == 8 and not shipped & set(HELDOUT)
     assert {m for m, _ in HELDOUT} - {m for m, _ in shipped} == {"resnet18_narrow"}
